@@ -1,0 +1,36 @@
+# The README's two commands: `make run` and `make test`. Everything installs into .venv/ with the
+# exact versions in constraints.txt (torch==2.13.0 there: the CPU wheel on CPU machines' local
+# wheel cache, the CUDA build from PyPI on a GPU node).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
+DEFAULT_MODELS := regression mlp transformer
+
+.PHONY: run train test lint bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --editable .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) --editable '.[dev]'
+	touch $@
+
+# Train the default models that the model store lacks (a model already there is kept).
+train: $(VENV)/.installed
+	for model in $(DEFAULT_MODELS); do $(BIN)/modelserve train $$model --if-missing || exit 1; done
+
+run: train
+	$(BIN)/modelserve models
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check models training service tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,127 @@
+"""Transformer encoder classifier over token ids (pad id 0), any length up to max_len."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models._validation import raise_if_problems
+from models.tokenizer import ByteTokenizer
+
+# Added to attention scores of padding keys. Finite (not -inf) so that a row whose keys are all
+# padding gives a uniform softmax instead of NaN; bf16 shares fp32's range, so it does not overflow.
+MASKED_SCORE = -1e9
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = ByteTokenizer.vocab_size
+    """Token ids are 0..vocab_size-1; 0 is padding. The default fits the byte tokenizer."""
+    max_len: int = 64
+    """Longest sequence accepted (learned positions exist for 0..max_len-1)."""
+    d_model: int = 64
+    """Width of token embeddings and of every block."""
+    n_heads: int = 4
+    """Attention heads; must divide d_model."""
+    n_layers: int = 2
+    """Number of encoder blocks."""
+    d_ff: int = 128
+    """Hidden width of each block's GELU feed-forward."""
+    dropout: float = 0.1
+    """Dropout on attention weights and residual branches."""
+    num_classes: int = 2
+    """Output classes C (2 for binary)."""
+    pad_id: int = 0
+    """Id that marks padding; masked out of attention and pooling."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_heads >= 1 and self.d_model % self.n_heads != 0:
+            problems.append(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.num_classes < 2:
+            problems.append(f"num_classes must be >= 2, got {self.num_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.pad_id < max(self.vocab_size, 1):
+            problems.append(f"pad_id must be a valid id below vocab_size ({self.vocab_size}), got {self.pad_id}")
+        raise_if_problems("TransformerConfig", problems)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.head_dim = config.d_model // config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.masked_score = MASKED_SCORE  # an attribute, since TorchScript cannot read module globals
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """x: (B, L, D) hidden states; padding: (B, L) True where the token is padding."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # each (B, L, D)
+        q = q.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+        k = k.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+        v = v.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+        scores = (q @ k.transpose(-2, -1)) * (self.head_dim**-0.5)  # (B, H, L, L)
+        scores = scores.masked_fill(padding[:, None, None, :], self.masked_score)  # no query attends to padding keys
+        weights = self.attn_dropout(scores.softmax(dim=-1))  # (B, H, L, L)
+        y = weights @ v  # (B, H, L, Dh)
+        y = y.transpose(1, 2).reshape(B, L, D)  # (B, L, D): heads side by side again
+        return self.proj(y)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LayerNorm block: x + attention(LN(x)), then x + feed-forward(LN(x))."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(config.d_model)
+        self.attn = MultiHeadSelfAttention(config)
+        self.ln_ff = nn.LayerNorm(config.d_model)
+        self.ff = nn.Sequential(
+            nn.Linear(config.d_model, config.d_ff),
+            nn.GELU(),
+            nn.Linear(config.d_ff, config.d_model),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln_attn(x), padding))  # (B, L, D)
+        x = x + self.dropout(self.ff(self.ln_ff(x)))  # (B, L, D)
+        return x
+
+
+def masked_mean(x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    """Mean over the non-padding positions of x (B, L, D) -> (B, D)."""
+    keep = (~padding).unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+    return (x * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)  # (B, D)
+
+
+class TransformerClassifier(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.pad_id = config.pad_id
+        self.token_embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_id)
+        self.position_embedding = nn.Embedding(config.max_len, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([EncoderBlock(config) for _ in range(config.n_layers)])
+        self.ln_final = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.num_classes)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids: (B, L) int64, right-padded with pad_id -> logits (B, C)."""
+        padding = input_ids == self.pad_id  # (B, L)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (L,)
+        x = self.token_embedding(input_ids) + self.position_embedding(positions)[None]  # (B, L, D)
+        x = self.dropout(x)
+        for block in self.blocks:
+            x = block(x, padding)  # (B, L, D)
+        x = self.ln_final(x)
+        return self.head(masked_mean(x, padding))  # (B, C)

@@ -1,0 +1,90 @@
+"""Assemble everything a served model needs into one directory, with a manifest that vouches for it."""
+
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from models import ByteTokenizer, config_to_dict, input_kind
+from training.data import Dataset
+from training.export import (PARITY_TOLERANCE, ServingGraph, export_onnx, export_torchscript,
+                             parity_cases)
+from training.loop import TrainConfig, TrainResult, primary_metric
+from training.report import plot_loss_curve
+from training.store import MANIFEST, sha256_of
+
+CHECKPOINT = "checkpoint.pt"
+TORCHSCRIPT = "model.pt"
+ONNX = "model.onnx"
+TOKENIZER = "tokenizer.json"
+LOSS_CURVE = "loss_curve.png"
+
+
+def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[dict]]:
+    """Input/output tensors in Open Inference Protocol terms; -1 marks a dynamic axis."""
+    if input_kind(model_name) == "tokens":
+        inputs = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "max_len": config.max_len,
+                   "vocab_size": config.vocab_size, "pad_id": config.pad_id}]
+    else:
+        inputs = [{"name": "features", "datatype": "FP32", "shape": [-1, len(data.feature_names)]}]
+    name = "predictions" if data.task == "regression" else "probabilities"
+    return inputs, [{"name": name, "datatype": "FP32", "shape": [-1, data.n_outputs]}]
+
+
+def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Dataset, val: Dataset, train_config: TrainConfig, device: str) -> dict:
+    """Write checkpoint, TorchScript, ONNX (both parity-checked), tokenizer, loss curve and manifest."""
+    model, config = result.model, result.model.config
+    kind = input_kind(model_name)
+    classification = train.task != "regression"
+    inputs, outputs = io_schema(model_name, train, config)
+
+    torch.save({"model_name": model_name, "model_config": config_to_dict(config),
+                "state_dict": model.state_dict(), "optimizer": result.optimizer_state,
+                "train_config": vars(train_config)}, out / CHECKPOINT)
+
+    graph = ServingGraph(model, classification).eval()
+    max_len = getattr(config, "max_len", None) if kind == "tokens" else None
+    cases = parity_cases(val.inputs, kind, max_len)
+    scale = torch.ones(1) if classification else train.targets.std(0).clamp(min=1e-12)
+    parity = export_torchscript(graph, out / TORCHSCRIPT, cases, scale)
+    parity += export_onnx(graph, out / ONNX, cases, scale, inputs[0]["name"], outputs[0]["name"], max_len)
+
+    if kind == "tokens":
+        ByteTokenizer().save(out / TOKENIZER)
+    metric = primary_metric(train.task)
+    plot_loss_curve(result.history, metric, out / LOSS_CURVE, f"{model_name} on {train.source}")
+
+    manifest = {
+        "format_version": 1,
+        "model": model_name,
+        "task": train.task,
+        "input_kind": kind,
+        "feature_names": train.feature_names,
+        "target_names": train.target_names,
+        "class_names": train.class_names,
+        "inputs": inputs,
+        "outputs": outputs,
+        "model_config": config_to_dict(config),
+        "train_config": vars(train_config),
+        "data": {"source": train.source, "train_rows": len(train), "val_rows": len(val)},
+        "primary_metric": metric,
+        "metrics": result.metrics,
+        "epochs_run": result.epochs_run,
+        "train_samples_per_second": round(result.samples_per_second, 1),
+        "trained_on": device,
+        "parity": {"tolerance": PARITY_TOLERANCE, "results": [p.as_dict() for p in parity],
+                   "max_abs_diff": max(p.max_abs_diff for p in parity)},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__, "bentoml": bentoml.__version__,
+                     "numpy": np.__version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": {p.name: sha256_of(p) for p in sorted(out.iterdir())},
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest

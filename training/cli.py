@@ -1,0 +1,96 @@
+"""`modelserve` command line: train a model, list the store."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import models
+from training.data import TASKS, DataError
+from training.export import ParityError
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelserve", description="Train, export and serve modelserve models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model, export it and save it into the BentoML model store")
+    train.add_argument("model", choices=sorted(models.REGISTRY), help="architecture to train")
+    train.add_argument("--name", help="name in the model store (default: the architecture's name)")
+    train.add_argument("--data", type=Path, help="CSV or Parquet file with named columns (default: built-in data)")
+    train.add_argument("--target", help="column to predict (with --data)")
+    train.add_argument("--features", type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
+                       help="comma-separated feature columns (default: every column but the target)")
+    train.add_argument("--task", choices=TASKS)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    train.add_argument("--seed", type=int)
+    train.add_argument("--config", type=Path, help="TOML file with [model], [train] and [data] tables")
+    train.add_argument("--run-dir", type=Path, help="where per-epoch checkpoints go (default: runs/NAME)")
+    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    train.add_argument("--dry-run", action="store_true", help="one epoch on a few rows; export and check, save nothing")
+    train.add_argument("--if-missing", action="store_true", help="do nothing if the store already has NAME")
+
+    listing = commands.add_parser("models", help="list the models in the store")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.job import JobOptions, run  # heavy imports only for the command that needs them
+
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
+                 "seed": args.seed}
+    run(JobOptions(model=args.model, name=args.name, data=args.data, target=args.target, features=args.features,
+                   task=args.task, config_file=args.config, overrides=overrides, run_dir=args.run_dir,
+                   resume=args.resume, dry_run=args.dry_run, if_missing=args.if_missing))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.store import list_models
+
+    rows = []
+    for model in list_models():
+        meta = model.info.metadata
+        metric = next((k for k in ("r2", "accuracy") if k in meta), None)
+        rows.append({"tag": str(model.tag), "task": meta.get("task", "?"),
+                     "metric": f"{metric}={meta[metric]:.4f}" if metric else "",
+                     "created": model.info.creation_time.isoformat(timespec="seconds")})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="modelserve models")
+    for column in ("tag", "task", "metric", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    Console().print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"train": _train, "models": _models}[args.command](args)
+    except (DataError, ValueError) as exc:
+        print(f"modelserve {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ParityError as exc:
+        print(f"modelserve {args.command}: export failed the parity check: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except RuntimeError as exc:
+        print(f"modelserve {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

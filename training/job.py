@@ -1,0 +1,154 @@
+"""One training job end to end: settings -> data -> train -> export + parity -> model store.
+
+Nothing reaches the store unless every step succeeded; all files are built in a temporary
+directory first and published with one rename (training/store.py).
+"""
+
+import tempfile
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import models
+from training import data as datasets
+from training import distributed
+from training.artifacts import build_artifacts
+from training.loop import TrainConfig, train
+from training.recipes import RECIPES
+from training.report import metrics_table, print_table
+from training.store import clean_staging, has_model, save_model
+
+DRY_RUN_ROWS = 256
+
+
+@dataclass
+class JobOptions:
+    model: str
+    name: str | None = None
+    data: Path | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    task: str | None = None
+    config_file: Path | None = None
+    overrides: dict[str, Any] | None = None
+    """TrainConfig fields given as flags (--epochs, --lr, ...); they win over the TOML file."""
+    run_dir: Path | None = None
+    resume: bool = False
+    dry_run: bool = False
+    if_missing: bool = False
+
+
+def read_toml(path: Path) -> dict[str, dict[str, Any]]:
+    """--config FILE.toml with optional [model], [train] and [data] tables."""
+    if not path.is_file():
+        raise ValueError(f"{path}: config file not found")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(values) - {"model", "train", "data"})
+    if unknown:
+        raise ValueError(f"{path}: unknown table(s) {unknown}; use [model], [train] and [data]")
+    data_keys = sorted(set(values.get("data", {})) - {"path", "target", "features", "task"})
+    if data_keys:
+        raise ValueError(f"{path}: unknown [data] key(s) {data_keys}; use path, target, features, task")
+    return values
+
+
+def train_config(recipe: dict, from_file: dict, overrides: dict) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(from_file) - known)
+    if unknown:
+        raise ValueError(f"unknown [train] field(s) {unknown}; known fields are {sorted(known)}")
+    return TrainConfig(**{**recipe, **from_file, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def load_dataset(opts: JobOptions, data_table: dict, task: str | None, max_len: int) -> datasets.Dataset:
+    recipe = RECIPES[opts.model]
+    path = opts.data or data_table.get("path")
+    if path is None:
+        if task not in (None, recipe.task):
+            raise ValueError(f"built-in data for {opts.model} is a {recipe.task} task; --task {task} needs --data")
+        dataset = datasets.BUILTIN[recipe.dataset](seed=0)
+        return dataset
+    target = opts.target or data_table.get("target")
+    if not target:
+        raise ValueError("--data needs --target naming the column to predict")
+    features = opts.features or data_table.get("features")
+    if task is None:
+        task = "regression" if models.input_kind(opts.model) == "features" else "multiclass"
+    dataset = datasets.load_table(Path(path), target, features, task, models.input_kind(opts.model), max_len)
+    if task == "multiclass" and dataset.class_names and len(dataset.class_names) == 2:
+        dataset.task = "binary"
+    return dataset
+
+
+def check_task(model_name: str, task: str) -> None:
+    allowed = {"regression": ("regression",), "mlp": datasets.TASKS}.get(model_name, ("binary", "multiclass"))
+    if task not in allowed:
+        raise ValueError(f"model {model_name!r} cannot do --task {task}; it supports {', '.join(allowed)}")
+
+
+def model_config(model_name: str, dataset: datasets.Dataset, recipe: dict, from_file: dict):
+    """Recipe < TOML [model] < what the data fixes (feature and output counts)."""
+    derived: dict[str, Any] = {}
+    if model_name == "regression":
+        derived = {"n_features": dataset.inputs.shape[1], "n_targets": dataset.n_outputs}
+    elif model_name == "mlp":
+        derived = {"n_features": dataset.inputs.shape[1], "n_outputs": dataset.n_outputs}
+    else:
+        derived = {"num_classes": dataset.n_outputs}
+    return models.make_config(model_name, {**recipe, **from_file, **derived})
+
+
+def run(opts: JobOptions) -> str | None:
+    """Run the job; return the saved tag (None for a dry run or a skipped --if-missing)."""
+    models.input_kind(opts.model)  # unknown model names fail here, before any work
+    name = opts.name or opts.model
+    if opts.if_missing and not opts.dry_run and has_model(name):
+        print(f"{name}: already in the model store, not retrained (--if-missing)")
+        return None
+    recipe = RECIPES[opts.model]
+    toml = read_toml(opts.config_file) if opts.config_file else {}
+    config = train_config(recipe.train, toml.get("train", {}), opts.overrides or {})
+    task = opts.task or toml.get("data", {}).get("task")
+    if task is not None and task not in datasets.TASKS:
+        raise ValueError(f"--task must be one of {', '.join(datasets.TASKS)}, got {task!r}")
+    max_len = {**recipe.model, **toml.get("model", {})}.get("max_len", 64)
+    dataset = load_dataset(opts, toml.get("data", {}), task, max_len)
+    check_task(opts.model, dataset.task)
+    if opts.dry_run:
+        dataset = dataset.subset(torch.arange(min(len(dataset), DRY_RUN_ROWS)))
+        config = TrainConfig(**{**vars(config), "epochs": 1})
+    train_split, val_split = dataset.split(config.val_fraction, config.seed)
+    model_cfg = model_config(opts.model, dataset, recipe.model, toml.get("model", {}))
+
+    runtime = distributed.start(config.device)
+    try:
+        run_dir = opts.run_dir or Path("runs") / name
+        if opts.resume and not (run_dir / "last.pt").is_file():
+            raise ValueError(f"--resume: no checkpoint at {run_dir / 'last.pt'}")
+        result = train(opts.model, models.build_model(opts.model, model_cfg), train_split, val_split, config,
+                       runtime, run_dir, resume=opts.resume)
+        if not runtime.is_main:
+            return None  # rank 0 alone exports and writes
+        with tempfile.TemporaryDirectory(prefix=f"modelserve-{name}-") as tmp:
+            manifest = build_artifacts(Path(tmp), opts.model, result, train_split, val_split, config,
+                                       str(runtime.device))
+            extra = {"epochs": str(result.epochs_run), "samples/s": f"{result.samples_per_second:,.0f}",
+                     "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
+            if opts.dry_run:
+                print_table(metrics_table(f"{name} (dry run, not saved)", result.metrics, extra))
+                return None
+            clean_staging()
+            labels = {"model": opts.model, "task": dataset.task}
+            metadata = {"task": dataset.task, manifest["primary_metric"]: result.metrics[manifest["primary_metric"]]}
+            tag = save_model(name, Path(tmp), labels, metadata)
+        print_table(metrics_table(f"{tag}", result.metrics, extra))
+        print(f"saved {tag}")
+        return tag
+    finally:
+        distributed.stop(runtime)

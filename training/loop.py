@@ -1,0 +1,240 @@
+"""The training loop: forward, loss, zero_grad, backward, step, with the care a real job needs.
+
+Train/validation split, AdamW, warm-up + cosine LR, gradient clipping, early stopping on the
+validation metric, seeded data order, bf16 autocast on CUDA, DistributedDataParallel under
+torchrun, and a checkpoint after every epoch that `--resume` continues from bit for bit.
+"""
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from models import config_to_dict
+from training.data import Dataset
+from training.distributed import Runtime
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    """Upper bound on passes over the training split."""
+    batch_size: int = 64
+    """Rows per optimizer step on each rank."""
+    lr: float = 3e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    """Share of all steps spent warming the LR up linearly before the cosine decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this."""
+    patience: int = 8
+    """Stop after this many epochs without a better validation metric."""
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    """auto, cpu or cuda."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup_fraction < 1:
+            problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.grad_clip <= 0:
+            problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
+        if not 0 < self.val_fraction < 1:
+            problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    """The best model by validation metric, in eval mode, on the CPU."""
+    metrics: dict[str, float]
+    """Validation metrics of that model."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One entry per epoch: epoch, lr, train_loss, val_loss and the validation metrics."""
+    epochs_run: int = 0
+    samples_per_second: float = 0.0
+    optimizer_state: dict = field(default_factory=dict)
+    """AdamW state at the end of training, kept in the checkpoint so fine-tuning can continue."""
+
+
+# ---------------------------------------------------------------- small pure helpers
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    warmup = max(1, int(total_steps * config.warmup_fraction))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled row order of one epoch; a function of (seed, epoch) alone, so resume replays it."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def rank_shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Equal-sized interleaved shard per rank (DDP needs the same number of steps on each)."""
+    usable = (len(order) // world_size) * world_size
+    return order[:usable][rank::world_size]
+
+
+def compute_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str, target_std: torch.Tensor) -> torch.Tensor:
+    """MSE on standardised targets for regression (outputs are raw-scale), cross-entropy otherwise."""
+    if task == "regression":
+        return F.mse_loss(outputs.float() / target_std, targets / target_std)
+    return F.cross_entropy(outputs.float(), targets)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, device: torch.device, batch_size: int = 1024) -> dict[str, float]:
+    """Validation loss and metric: R², MSE, MAE for regression; accuracy for classification."""
+    model.eval()
+    outputs = torch.cat([model(data.inputs[i:i + batch_size].to(device)).float().cpu()
+                         for i in range(0, len(data), batch_size)])
+    if data.task == "regression":
+        y = data.targets
+        residual = ((outputs - y) ** 2).sum(0)
+        total = ((y - y.mean(0)) ** 2).sum(0).clamp(min=1e-12)
+        return {"r2": float((1 - residual / total).mean()), "mse": float(((outputs - y) ** 2).mean()),
+                "mae": float((outputs - y).abs().mean()),
+                "loss": float((((outputs - y) / y.std(0).clamp(min=1e-12)) ** 2).mean())}
+    return {"accuracy": float((outputs.argmax(1) == data.targets).float().mean()),
+            "loss": float(F.cross_entropy(outputs, data.targets))}
+
+
+def primary_metric(task: str) -> str:
+    """The validation metric early stopping and the model store rank by (higher is better)."""
+    return "r2" if task == "regression" else "accuracy"
+
+
+def fit_scalers(model: nn.Module, train: Dataset) -> None:
+    """Fit the standardisation baked into the graph on the training split only (no leakage)."""
+    if hasattr(model, "input_scaler"):
+        model.input_scaler.fit(train.inputs)
+    if train.task == "regression" and hasattr(model, "output_scaler"):
+        model.output_scaler.fit(train.targets)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a job killed mid-write keeps the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Dataset, config: TrainConfig,
+          runtime: Runtime, run_dir: Path, resume: bool = False) -> TrainResult:
+    """Train `model` and return the best one by validation metric. Writes run_dir/last.pt each epoch."""
+    torch.manual_seed(config.seed)
+    fit_scalers(model, train_data)
+    device = runtime.device
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    metric = primary_metric(train_data.task)
+    target_std = (train_data.targets.std(0).clamp(min=1e-12) if train_data.task == "regression"
+                  else torch.ones(1)).to(device)
+
+    shard_size = len(rank_shard(torch.arange(len(train_data)), runtime.rank, runtime.world_size))
+    steps_per_epoch = math.ceil(shard_size / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+
+    start_epoch, step, history = 0, 0, []
+    best_metric, best_state, stale_epochs = -math.inf, copy.deepcopy(model.state_dict()), 0
+    checkpoint_path = run_dir / "last.pt"
+    if resume:
+        state = load_checkpoint(checkpoint_path)
+        if state["model_name"] != model_name or state["model_config"] != config_to_dict(model.config):
+            raise ValueError(f"{checkpoint_path} is a checkpoint of a different model or config; "
+                             "resume with the same MODEL and --config, or start afresh without --resume")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
+        best_metric, best_state, stale_epochs = state["best_metric"], state["best_state_dict"], state["stale_epochs"]
+        torch.set_rng_state(state["rng_state"])  # dropout continues exactly where it stopped
+
+    engine = DistributedDataParallel(model) if runtime.distributed else model
+    use_bf16 = device.type == "cuda"
+    progress = tqdm(total=config.epochs, initial=start_epoch, desc=f"train {model_name}", unit="epoch",
+                    disable=not runtime.is_main, dynamic_ncols=True)
+    samples_seen, seconds = 0, 0.0
+    stopped_early = start_epoch > 0 and stale_epochs >= config.patience
+
+    for epoch in range(start_epoch, config.epochs):
+        if stopped_early:
+            break
+        engine.train()
+        shard = rank_shard(epoch_order(len(train_data), config.seed, epoch), runtime.rank, runtime.world_size)
+        epoch_loss, started = 0.0, time.perf_counter()
+        for first in range(0, len(shard), config.batch_size):
+            rows = shard[first:first + config.batch_size]
+            inputs, targets = train_data.inputs[rows].to(device), train_data.targets[rows].to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, config)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                outputs = engine(inputs)  # 1. forward
+            loss = compute_loss(outputs, targets, train_data.task, target_std)  # 2. loss
+            optimizer.zero_grad(set_to_none=True)  # 3. zero_grad
+            loss.backward()  # 4. backward (DDP all-reduces gradients here)
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()  # 5. step
+            epoch_loss += loss.item() * len(rows)
+            step += 1
+        seconds += time.perf_counter() - started
+        samples_seen += len(shard) * runtime.world_size
+
+        val = evaluate(model, val_data, device)
+        history.append({"epoch": epoch, "lr": lr_at(step - 1, total_steps, config),
+                        "train_loss": epoch_loss / max(1, len(shard)), "val_loss": val["loss"], **val})
+        if val[metric] > best_metric + 1e-6:
+            best_metric, best_state, stale_epochs = val[metric], copy.deepcopy(model.state_dict()), 0
+        else:
+            stale_epochs += 1
+        stopped_early = stale_epochs >= config.patience
+        if runtime.is_main:
+            save_checkpoint(checkpoint_path, {
+                "model_name": model_name, "model_config": config_to_dict(model.config),
+                "train_config": asdict(config), "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "history": history,
+                "best_metric": best_metric, "best_state_dict": best_state, "stale_epochs": stale_epochs,
+                "rng_state": torch.get_rng_state()})
+        progress.update(1)
+        progress.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", **{metric: f"{val[metric]:.4f}"})
+    progress.close()
+
+    model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    return TrainResult(model=model, metrics=evaluate(model, val_data, torch.device("cpu")), history=history,
+                       epochs_run=len(history), samples_per_second=samples_seen / seconds if seconds else 0.0,
+                       optimizer_state=optimizer.state_dict())
+

@@ -1,0 +1,82 @@
+"""Write a finished model into the BentoML model store atomically, and list what it holds.
+
+`bentoml.models.create` copies files straight into the store, so a job killed mid-copy would
+leave a half-written model that `bentoml models list` shows. Here the model is created in a
+staging store on the same filesystem, then moved into place with one rename: the store either
+has the whole model or none of it.
+"""
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml._internal.models.model import ModelStore
+
+MANIFEST = "manifest.json"
+PROJECT_LABEL = {"project": "modelserve"}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def store_root() -> Path:
+    """The model store directory BentoML uses ($BENTOML_HOME/models)."""
+    return Path(BentoMLContainer.model_store_dir.get())
+
+
+def save_model(name: str, artifacts: Path, labels: dict[str, str], metadata: dict) -> str:
+    """Copy every file of `artifacts` into a new model `name` in the store; return its tag."""
+    root = store_root()
+    staging = root.parent / ".modelserve-staging" / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    try:
+        with bentoml.models.create(name, labels={**PROJECT_LABEL, **labels}, metadata=metadata,
+                                   _model_store=ModelStore(str(staging))) as model:
+            for item in sorted(artifacts.iterdir()):
+                shutil.copy2(item, model.path_of(item.name))
+        tag = model.tag
+        final = root / tag.name / tag.version
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging / tag.name / tag.version, final)  # the one step that publishes the model
+        _point_latest(root / tag.name, tag.version)
+        return str(tag)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _point_latest(model_dir: Path, version: str) -> None:
+    tmp = model_dir / f".latest.{uuid.uuid4().hex}"
+    tmp.write_text(version)
+    os.replace(tmp, model_dir / "latest")
+
+
+def clean_staging(older_than_s: float = 3600.0) -> None:
+    """Remove what killed jobs left in the staging area (old enough not to be a live job's)."""
+    staging = store_root().parent / ".modelserve-staging"
+    if staging.is_dir():
+        for leftover in staging.iterdir():
+            if time.time() - leftover.stat().st_mtime > older_than_s:
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def list_models() -> list[bentoml.Model]:
+    """Models of this project in the store, newest first."""
+    found = [m for m in bentoml.models.list() if m.info.labels.get("project") == "modelserve"]
+    return sorted(found, key=lambda m: m.info.creation_time, reverse=True)
+
+
+def has_model(name: str) -> bool:
+    return any(m.tag.name == name for m in list_models())
+
+
+__all__ = ["MANIFEST", "save_model", "list_models", "has_model", "sha256_of", "store_root", "clean_staging"]
