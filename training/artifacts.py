@@ -37,7 +37,8 @@ def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[
     return inputs, [{"name": name, "datatype": "FP32", "shape": [-1, data.n_outputs]}]
 
 
-def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Dataset, val: Dataset, train_config: TrainConfig, device: str) -> dict:
+def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Dataset, val: Dataset, train_config: TrainConfig, device: str,
+                    world_size: int = 1) -> dict:
     """Write checkpoint, TorchScript, ONNX (both parity-checked), tokenizer, loss curve and manifest."""
     model, config = result.model, result.model.config
     kind = input_kind(model_name)
@@ -78,6 +79,7 @@ def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Data
         "epochs_run": result.epochs_run,
         "train_samples_per_second": round(result.samples_per_second, 1),
         "trained_on": device,
+        "world_size": world_size,
         "parity": {"tolerance": PARITY_TOLERANCE, "results": [p.as_dict() for p in parity],
                    "max_abs_diff": max(p.max_abs_diff for p in parity)},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,

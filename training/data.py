@@ -155,7 +155,7 @@ def _numeric_column(path: Path, frame: pd.DataFrame, column: str) -> np.ndarray:
             raise DataError(f"{_where(path, column, i + 1)}: missing value (NaN)")
         if isinstance(original, str) and pd.isna(pd.to_numeric(original, errors="coerce")):
             raise DataError(f"{_where(path, column, i + 1)}: {original!r} is not a number")
-        raise DataError(f"{_where(path, column, i + 1)}: {original!r} is not a finite number")
+        raise DataError(f"{_where(path, column, i + 1)}: {str(original)!r} is not a finite number")
     return values
 
 

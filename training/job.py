@@ -117,6 +117,8 @@ def run(opts: JobOptions) -> str | None:
     task = opts.task or toml.get("data", {}).get("task")
     if task is not None and task not in datasets.TASKS:
         raise ValueError(f"--task must be one of {', '.join(datasets.TASKS)}, got {task!r}")
+    if task is not None:
+        check_task(opts.model, task)  # before reading any data: the cheapest problem to report
     max_len = {**recipe.model, **toml.get("model", {})}.get("max_len", 64)
     dataset = load_dataset(opts, toml.get("data", {}), task, max_len)
     check_task(opts.model, dataset.task)
@@ -137,7 +139,7 @@ def run(opts: JobOptions) -> str | None:
             return None  # rank 0 alone exports and writes
         with tempfile.TemporaryDirectory(prefix=f"modelserve-{name}-") as tmp:
             manifest = build_artifacts(Path(tmp), opts.model, result, train_split, val_split, config,
-                                       str(runtime.device))
+                                       str(runtime.device), runtime.world_size)
             extra = {"epochs": str(result.epochs_run), "samples/s": f"{result.samples_per_second:,.0f}",
                      "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
             if opts.dry_run:

@@ -1,0 +1,66 @@
+"""Shared fixtures. The whole session writes to a temporary BentoML home, never the user's store."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# BentoML resolves its store once per process, so this must happen before anything imports bentoml.
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="modelserve-test-bentoml-"))
+os.environ["BENTOML_HOME"] = str(SESSION_HOME)
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS = ("regression", "mlp", "transformer")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; torch sees none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def store_snapshot(home: Path = SESSION_HOME) -> dict[str, int]:
+    """Every file under the model store with its size: equal snapshots mean an untouched store."""
+    root = home / "models"
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+
+
+def run_modelserve(*args: str, home: Path, cwd: Path, timeout: float = 300, env: dict | None = None,
+                   launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a fresh process with its own BentoML home."""
+    full_env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **(env or {})}
+    command = (launcher or [sys.executable, "-m", "training.cli"]) + list(args)
+    return subprocess.run(command, cwd=cwd, env={**full_env, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> dict[str, dict]:
+    """The three default models trained once with their default recipes into the session store.
+
+    Returns name -> {"tag", "path" (model directory), "manifest"}.
+    """
+    from training.cli import main
+    from training.store import list_models
+
+    run_root = tmp_path_factory.mktemp("runs")
+    for name in DEFAULT_MODELS:
+        assert main(["train", name, "--run-dir", str(run_root / name)]) == 0
+    found = {}
+    for model in list_models():
+        if model.tag.name in DEFAULT_MODELS and model.tag.name not in found:
+            path = Path(model.path)
+            found[model.tag.name] = {"tag": str(model.tag), "path": path,
+                                     "manifest": json.loads((path / "manifest.json").read_text())}
+    assert set(found) == set(DEFAULT_MODELS)
+    return found

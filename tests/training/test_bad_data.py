@@ -1,0 +1,63 @@
+"""Each kind of bad input ends the job with exit code 2, one line naming the problem, and an untouched store."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_modelserve, store_snapshot
+from training.cli import main
+
+GOOD_ROWS = "area,age,price\n" + "".join(f"{50 + i},{i % 30},{100 + 2 * i}\n" for i in range(30))
+
+CASES = {
+    # name: (file name, file content or None for no file, extra args, expected message fragment)
+    "missing file": ("nope.csv", None, [], "nope.csv: file not found"),
+    "empty file": ("empty.csv", "", [], "empty.csv: file is empty"),
+    "header only": ("header.csv", "area,age,price\n", [], "header.csv: file has a header but no data rows"),
+    "missing target": ("d.csv", GOOD_ROWS, ["--target", "cost"], "target column 'cost' not found"),
+    "missing feature": ("d.csv", GOOD_ROWS, ["--features", "area,rooms"], "feature column(s) ['rooms'] not found"),
+    "non-numeric value": ("d.csv", GOOD_ROWS.replace("\n60,10,", "\n60,ten,"), [],
+                          "column 'age', row 11 (line 12): 'ten' is not a number"),
+    "NaN value": ("d.csv", GOOD_ROWS.replace("\n55,5,", "\n55,NaN,"), [],
+                  "column 'age', row 6 (line 7): missing value (NaN)"),
+    "too few rows": ("small.csv", "area,age,price\n1,2,3\n4,5,6\n7,8,9\n", [],
+                     "small.csv: 3 data rows; a train/validation split needs at least 10"),
+    "unsupported type": ("d.xlsx", "whatever", [], "unsupported file type '.xlsx'"),
+    "wrong task for model": ("d.csv", GOOD_ROWS, ["--task", "binary"], "model 'regression' cannot do --task binary"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_data_exits_nonzero_names_problem_and_leaves_store_untouched(case, tmp_path, capsys):
+    filename, content, extra, fragment = CASES[case]
+    path = tmp_path / filename
+    if content is not None:
+        path.write_text(content)
+    before = store_snapshot()
+    args = ["train", "regression", "--data", str(path), "--run-dir", str(tmp_path / "run")]
+    if "--target" not in extra:
+        args += ["--target", "price"]
+    code = main(args + extra)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert store_snapshot() == before
+
+
+def test_bad_config_values_are_all_named(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text("[model]\nd_model = 30\nn_heads = 4\n[train]\nlr = -1\nbatch_size = 0\n")
+    code = main(["train", "transformer", "--config", str(tmp_path / "c.toml"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "lr must be > 0" in err and "batch_size must be >= 1" in err
+
+
+def test_console_script_process_exits_2_and_writes_nothing(tmp_path):
+    """The same contract through a real process: exit status, stderr, and a store that stays empty."""
+    (tmp_path / "d.csv").write_text(GOOD_ROWS.replace("\n60,10,", "\n60,,"))
+    home = tmp_path / "home"
+    result = run_modelserve("train", "mlp", "--data", "d.csv", "--target", "price", home=home, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "d.csv: column 'age', row 11 (line 12): missing value (NaN)" in result.stderr
+    assert store_snapshot(home) == {}
+    assert Path(REPO).is_dir()
