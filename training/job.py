@@ -133,8 +133,9 @@ def run(opts: JobOptions) -> str | None:
         run_dir = opts.run_dir or Path("runs") / name
         if opts.resume and not (run_dir / "last.pt").is_file():
             raise ValueError(f"--resume: no checkpoint at {run_dir / 'last.pt'}")
-        result = train(opts.model, models.build_model(opts.model, model_cfg), train_split, val_split, config,
-                       runtime, run_dir, resume=opts.resume)
+        torch.manual_seed(config.seed)  # before building: the initial weights are part of "same seed, same model"
+        model = models.build_model(opts.model, model_cfg)
+        result = train(opts.model, model, train_split, val_split, config, runtime, run_dir, resume=opts.resume)
         if not runtime.is_main:
             return None  # rank 0 alone exports and writes
         with tempfile.TemporaryDirectory(prefix=f"modelserve-{name}-") as tmp:

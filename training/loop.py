@@ -155,8 +155,11 @@ def load_checkpoint(path: Path) -> dict:
 
 def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Dataset, config: TrainConfig,
           runtime: Runtime, run_dir: Path, resume: bool = False) -> TrainResult:
-    """Train `model` and return the best one by validation metric. Writes run_dir/last.pt each epoch."""
-    torch.manual_seed(config.seed)
+    """Train `model` and return the best one by validation metric. Writes run_dir/last.pt each epoch.
+
+    The caller seeds torch before building `model`; dropout then draws from the same global RNG,
+    whose state every checkpoint carries so that a resumed run draws what the original would have.
+    """
     fit_scalers(model, train_data)
     device = runtime.device
     model.to(device)
