@@ -144,7 +144,8 @@ def run(opts: JobOptions) -> str | None:
             extra = {"epochs": str(result.epochs_run), "samples/s": f"{result.samples_per_second:,.0f}",
                      "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
             if opts.dry_run:
-                print_table(metrics_table(f"{name} (dry run, not saved)", result.metrics, extra))
+                print_table(metrics_table(f"{name} (dry run)", result.metrics, extra))
+                print(f"dry run: {name} trained, exported and parity-checked; nothing saved to the model store")
                 return None
             clean_staging()
             labels = {"model": opts.model, "task": dataset.task}

@@ -1,0 +1,69 @@
+"""The train command on user files, TOML configs and --dry-run, through the real entry point."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from tests.conftest import run_modelserve, store_snapshot
+from training.cli import main
+from training.store import list_models
+
+
+def latest_manifest(name: str) -> dict:
+    model = next(m for m in list_models() if m.tag.name == name)
+    return json.loads(open(f"{model.path}/manifest.json").read())
+
+
+def test_mlp_multiclass_on_user_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2))
+    species = np.where(x[:, 0] > 0.5, "oak", np.where(x[:, 1] > 0, "pine", "birch"))
+    pd.DataFrame({"height": x[:, 0], "girth": x[:, 1], "noise": rng.normal(size=300), "species": species}) \
+        .to_csv(tmp_path / "trees.csv", index=False)
+    code = main(["train", "mlp", "--name", "trees", "--data", str(tmp_path / "trees.csv"), "--target", "species",
+                 "--features", "height,girth", "--task", "multiclass", "--epochs", "40",
+                 "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    manifest = latest_manifest("trees")
+    assert manifest["task"] == "multiclass" and manifest["class_names"] == ["birch", "oak", "pine"]
+    assert manifest["feature_names"] == ["height", "girth"]
+    assert manifest["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}]
+    assert manifest["metrics"]["accuracy"] > 0.9
+
+
+def test_transformer_on_user_text_parquet_detects_binary(tmp_path):
+    texts = ["good day", "bad day", "good food", "bad food", "so good", "so bad"] * 10
+    labels = ["pos" if "good" in t else "neg" for t in texts]
+    pd.DataFrame({"review": texts, "sentiment": labels}).to_parquet(tmp_path / "reviews.parquet")
+    code = main(["train", "transformer", "--name", "reviews", "--data", str(tmp_path / "reviews.parquet"),
+                 "--target", "sentiment", "--epochs", "3", "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    manifest = latest_manifest("reviews")
+    assert manifest["task"] == "binary" and manifest["class_names"] == ["neg", "pos"]
+    assert manifest["data"]["source"].endswith("reviews.parquet")
+
+
+def test_toml_config_sets_model_and_training_fields_and_flags_win(tmp_path):
+    (tmp_path / "big.toml").write_text("[model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n"
+                                       "[train]\nepochs = 2\nlr = 0.001\n")
+    code = main(["train", "transformer", "--name", "from-toml", "--config", str(tmp_path / "big.toml"),
+                 "--epochs", "1", "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    manifest = latest_manifest("from-toml")
+    assert manifest["model_config"]["d_model"] == 32 and manifest["model_config"]["n_layers"] == 1
+    assert manifest["train_config"]["lr"] == 0.001 and manifest["epochs_run"] == 1
+
+
+def test_toml_with_unknown_table_is_refused(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text("[optimiser]\nlr = 1\n")
+    assert main(["train", "mlp", "--config", str(tmp_path / "c.toml")]) == 2
+    assert "unknown table(s) ['optimiser']" in capsys.readouterr().err
+
+
+def test_dry_run_exports_and_checks_but_saves_nothing(tmp_path):
+    home = tmp_path / "home"
+    result = run_modelserve("train", "transformer", "--dry-run", home=home, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "nothing saved to the model store" in result.stdout and "parity max diff" in result.stdout
+    assert store_snapshot(home) == {}
