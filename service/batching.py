@@ -1,0 +1,90 @@
+"""Adaptive batching per model with BentoML's batcher, shared by the v1 and v2 protocols.
+
+`@bentoml.api(batchable=True)` wraps BentoML's CorkDispatcher around one API function. Our routes
+carry the model name in the path and two protocols must share one queue per model, so each model
+gets that same dispatcher directly: it merges concurrent requests into one engine call, splits a
+request above max_batch_size across calls, learns the engine's latency, and sheds load (503) when
+it predicts max_latency_ms cannot be met.
+"""
+
+import time
+from typing import Sequence
+
+import anyio
+import numpy as np
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
+
+from service import metrics
+from service.errors import Overloaded
+
+
+class _TimedDispatcher(CorkDispatcher):
+    """CorkDispatcher that records each request's wait in the queue (it keeps the enqueue time)."""
+
+    def __init__(self, model: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model)
+
+    async def outbound_call(self, inputs_info, training: bool = False):
+        now = time.time()
+        for job in inputs_info:
+            self._queue_wait.observe(now - job.enqueue_time)
+        return await super().outbound_call(inputs_info, training)
+
+
+def _overloaded():
+    raise Overloaded("the server is overloaded: this request would miss the latency budget; retry later")
+
+
+class ModelBatcher:
+    def __init__(self, model: str, engine, backend: str, pad_id: int | None, max_batch_size: int,
+                 max_latency_ms: int) -> None:
+        self.engine = engine
+        self.pad_id = pad_id  # None for feature models; token batches of different lengths get padded
+        self.max_batch_size = max_batch_size
+        self._inference = metrics.INFERENCE_SECONDS.labels(model=model, backend=backend)
+        self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
+        self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
+        dispatcher = _TimedDispatcher(model, max_latency_in_ms=max_latency_ms, max_batch_size=max_batch_size,
+                                      fallback=_overloaded, get_batch_size=lambda batch: batch.shape[0],
+                                      batch_dim=(0, 0))
+        self._submit = dispatcher(self._run_batch)
+
+    def _merge(self, batches: Sequence[np.ndarray]) -> np.ndarray:
+        if len(batches) == 1:
+            return batches[0]
+        if self.pad_id is None:
+            return np.concatenate(batches)  # (sum N, F)
+        width = max(b.shape[1] for b in batches)
+        merged = np.full((sum(b.shape[0] for b in batches), width), self.pad_id, dtype=np.int64)  # (sum N, L)
+        row = 0
+        for b in batches:
+            merged[row:row + b.shape[0], : b.shape[1]] = b
+            row += b.shape[0]
+        return merged
+
+    def _call_engine(self, batch: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        out = self.engine.run(batch)
+        self._inference.observe(time.perf_counter() - started)
+        self._rows.observe(batch.shape[0])
+        return out
+
+    async def _run_batch(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+        merged = self._merge(batches)
+        # In a worker thread: ONNX Runtime and torch release the GIL, so the event loop keeps
+        # accepting and parsing requests while the engine runs.
+        out = await anyio.to_thread.run_sync(self._call_engine, merged, limiter=self._limiter)
+        results, row = [], 0
+        for b in batches:
+            results.append(out[row:row + b.shape[0]])
+            row += b.shape[0]
+        return results
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Queue one request's rows; returns its own outputs once its engine call is done."""
+        return await self._submit(batch)
+
+    def infer_direct(self, batch: np.ndarray) -> np.ndarray:
+        """Call the engine without queueing (warm-up)."""
+        return self._call_engine(batch)

@@ -1,0 +1,73 @@
+"""Service settings, read once from MODELSERVE_* environment variables (the `modelserve serve` flags set them)."""
+
+import os
+from dataclasses import dataclass, fields
+
+DEFAULT_MODELS = ("regression:latest", "mlp:latest", "transformer:latest")
+ENV_PREFIX = "MODELSERVE_"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    models: tuple[str, ...] = DEFAULT_MODELS
+    """Model store tags to serve, comma-separated in the environment; a bare name means NAME:latest."""
+    backend: str = "onnx"
+    """'onnx' (ONNX Runtime) or 'torchscript'."""
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu' or 'cuda'."""
+    max_batch_size: int = 64
+    """Most rows in one engine call; larger requests are split across calls."""
+    max_latency_ms: int = 10_000
+    """The batcher answers 503 for a request it predicts cannot finish within this."""
+    max_instances: int = 1024
+    """Most instances (rows) in one request; more is a 400."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body; more is a 413."""
+    api_key: str | None = None
+    """If set, prediction routes need `Authorization: Bearer <key>`."""
+    workers: int = 1
+    """Worker processes, each with its own copy of the models."""
+    engine_threads: int = 1
+    """CPU threads per engine call (per worker)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.models:
+            problems.append("models must name at least one model")
+        if self.backend not in ("onnx", "torchscript"):
+            problems.append(f"backend must be onnx or torchscript, got {self.backend!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("max_batch_size", "max_latency_ms", "max_instances", "max_body_bytes", "workers",
+                     "engine_threads"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_batch_size < 2:
+            problems.append("max_batch_size must be >= 2 for batching to mean anything")
+        if self.api_key is not None and len(self.api_key) < 16:
+            problems.append("api_key must be at least 16 characters")
+        if problems:
+            raise ValueError("invalid modelserve settings: " + "; ".join(problems))
+
+    @property
+    def model_refs(self) -> tuple[str, ...]:
+        return tuple(m if ":" in m else f"{m}:latest" for m in self.models)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "ServeConfig":
+        env = os.environ if env is None else env
+        values: dict = {}
+        for field in fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            if field.name == "models":
+                values["models"] = tuple(m.strip() for m in raw.split(",") if m.strip())
+            elif field.type in (int, "int"):
+                try:
+                    values[field.name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{ENV_PREFIX}{field.name.upper()} must be an integer, got {raw!r}") from None
+            else:
+                values[field.name] = raw
+        return cls(**values)

@@ -1,0 +1,72 @@
+"""Inference engines: ONNX Runtime and TorchScript, on CUDA where present, the CPU otherwise.
+
+Both take a numpy batch (float32 features (B, F) or int64 ids (B, L)) and return float32 (B, K).
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'. Asking for CUDA without one is an error."""
+    if requested == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if requested == "cuda" and not cuda_available():
+        raise RuntimeError("device cuda was asked for, but no CUDA device is visible")
+    return requested
+
+
+class OnnxEngine:
+    backend = "onnx"
+
+    def __init__(self, path: Path, device: str, threads: int) -> None:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        providers: list = ["CPUExecutionProvider"]
+        if device == "cuda":
+            # Use the CUDA/cuDNN libraries that torch's wheels ship rather than system ones.
+            if hasattr(onnxruntime, "preload_dlls"):
+                onnxruntime.preload_dlls()
+            providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+        self.session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+        if device == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
+            raise RuntimeError(f"{path}: ONNX Runtime could not start its CUDA provider "
+                               f"(got {self.session.get_providers()})")
+        self.device = device
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+class TorchScriptEngine:
+    backend = "torchscript"
+
+    def __init__(self, path: Path, device: str, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.device = device
+        self.module = torch.jit.load(str(path), map_location=device).eval()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(batch).to(self.device, non_blocking=True))
+        return out.float().cpu().numpy()
+
+
+def load_engine(backend: str, model_dir: Path, device: str, threads: int):
+    if backend == "onnx":
+        return OnnxEngine(model_dir / "model.onnx", device, threads)
+    if backend == "torchscript":
+        return TorchScriptEngine(model_dir / "model.pt", device, threads)
+    raise ValueError(f"unknown backend {backend!r}")

@@ -1,0 +1,33 @@
+"""Typed request errors. Each maps to one HTTP status and a reason label for the rejection metric."""
+
+
+class RequestError(Exception):
+    status = 400
+    reason = "invalid_input"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict:
+        return {"error": self.message}
+
+
+class InvalidInput(RequestError):
+    status, reason = 400, "invalid_input"
+
+
+class TooManyInstances(RequestError):
+    status, reason = 400, "too_many_instances"
+
+
+class UnknownModel(RequestError):
+    status, reason = 404, "unknown_model"
+
+
+class ModelNotReady(RequestError):
+    status, reason = 503, "model_not_ready"
+
+
+class Overloaded(RequestError):
+    status, reason = 503, "overloaded"

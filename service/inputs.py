@@ -1,0 +1,144 @@
+"""Turn request instances into engine batches, or say exactly which instance and field is wrong.
+
+The fast path hands the whole list to numpy once; only when that fails does a per-element walk
+run, to name the first bad instance. Large valid requests never pay for Python loops over values.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.tokenizer import ByteTokenizer
+from service.errors import InvalidInput
+
+TOKENIZER = ByteTokenizer()
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return f"string {value[:20]!r}"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    names: tuple[str, ...]
+
+    def parse(self, instances: list) -> np.ndarray:
+        """Instances -> float32 (N, F): rows as lists in training order, or objects keyed by feature name."""
+        rows = instances
+        if instances and isinstance(instances[0], dict):
+            rows = [self._row_from_object(i, inst) for i, inst in enumerate(instances)]
+        try:
+            batch = np.array(rows)  # dtype inferred: strings or nulls give a non-numeric kind
+        except (ValueError, TypeError):
+            batch = None  # ragged rows
+        if batch is None or batch.dtype.kind not in "iuf" or batch.ndim != 2 or batch.shape[1] != len(self.names):
+            self._explain(rows)
+        batch = batch.astype(np.float64)
+        if not np.isfinite(batch).all():
+            i, j = map(int, np.argwhere(~np.isfinite(batch))[0])
+            raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: {batch[i, j]} is not a finite number")
+        return batch.astype(np.float32)
+
+    def _row_from_object(self, i: int, instance: Any) -> list:
+        if not isinstance(instance, dict):
+            raise InvalidInput(f"instance {i}: expected an object keyed by feature name like instance 0, "
+                               f"got {_kind(instance)}")
+        unknown = [k for k in instance if k not in self.names]
+        if unknown:
+            raise InvalidInput(f"instance {i}: unknown feature {unknown[0]!r}; expected {', '.join(self.names)}")
+        missing = [n for n in self.names if n not in instance]
+        if missing:
+            raise InvalidInput(f"instance {i}: missing feature {missing[0]!r}; expected {', '.join(self.names)}")
+        return [instance[n] for n in self.names]
+
+    def _explain(self, rows: list) -> None:
+        """Raise InvalidInput naming the first bad instance and field."""
+        expected = f"{len(self.names)} numbers ({', '.join(self.names)})"
+        for i, row in enumerate(rows):
+            if not isinstance(row, list):
+                raise InvalidInput(f"instance {i}: expected a list of {expected} or an object keyed by "
+                                   f"feature name, got {_kind(row)}")
+            if len(row) != len(self.names):
+                raise InvalidInput(f"instance {i}: expected {expected}, got {len(row)} values")
+            for j, value in enumerate(row):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: expected a number, "
+                                       f"got {_kind(value)}")
+        raise InvalidInput(f"instances must be lists of {expected}")
+
+
+@dataclass(frozen=True)
+class TokenSchema:
+    vocab_size: int
+    max_len: int
+    pad_id: int = 0
+
+    def encode_text(self, i: int, text: str) -> list[int]:
+        ids = TOKENIZER.encode(text)
+        if not ids:
+            raise InvalidInput(f"instance {i}: empty text; send at least one character")
+        if len(ids) > self.max_len:
+            raise InvalidInput(f"instance {i}: text is {len(ids)} byte tokens, longer than max_len {self.max_len}")
+        return ids
+
+    def check_ids(self, i: int, ids: list) -> list[int]:
+        if not ids:
+            raise InvalidInput(f"instance {i}: empty sequence; send at least one token id")
+        if len(ids) > self.max_len:
+            raise InvalidInput(f"instance {i}: sequence has {len(ids)} tokens, longer than max_len {self.max_len}")
+        for j, token in enumerate(ids):
+            if isinstance(token, bool) or not isinstance(token, int):
+                raise InvalidInput(f"instance {i}, token {j}: expected an integer token id, got {_kind(token)}")
+            if not 0 <= token < self.vocab_size:
+                raise InvalidInput(f"instance {i}, token {j}: id {token} is outside the vocabulary "
+                                   f"[0, {self.vocab_size})")
+        if all(token == self.pad_id for token in ids):
+            raise InvalidInput(f"instance {i}: sequence holds only padding (id {self.pad_id})")
+        return ids
+
+    def parse(self, instances: list) -> list[list[int]]:
+        """Instances (strings or token-id lists) -> checked id lists, unpadded."""
+        sequences = []
+        for i, instance in enumerate(instances):
+            if isinstance(instance, str):
+                sequences.append(self.encode_text(i, instance))
+            elif isinstance(instance, list):
+                sequences.append(self.check_ids(i, instance))
+            else:
+                raise InvalidInput(f"instance {i}: expected a string or a list of token ids, got {_kind(instance)}")
+        return sequences
+
+    def pad(self, sequences: list[list[int]]) -> np.ndarray:
+        """Right-pad to a length bucket (powers of two up to max_len), so the engine sees few shapes."""
+        longest = max(len(s) for s in sequences)
+        width = min(self.max_len, 1 << max(3, math.ceil(math.log2(longest))))
+        batch = np.full((len(sequences), width), self.pad_id, dtype=np.int64)  # (N, L)
+        for row, sequence in enumerate(sequences):
+            batch[row, : len(sequence)] = sequence
+        return batch
+
+    def check_id_matrix(self, batch: np.ndarray) -> np.ndarray:
+        """Validate an (N, L) id matrix from the v2 protocol: range, length, not all padding."""
+        if batch.shape[1] > self.max_len:
+            raise InvalidInput(f"input_ids has sequence length {batch.shape[1]}, longer than max_len {self.max_len}")
+        bad = np.argwhere((batch < 0) | (batch >= self.vocab_size))
+        if len(bad):
+            i, j = map(int, bad[0])
+            raise InvalidInput(f"instance {i}, token {j}: id {int(batch[i, j])} is outside the vocabulary "
+                               f"[0, {self.vocab_size})")
+        empty = np.flatnonzero((batch == self.pad_id).all(axis=1))
+        if len(empty):
+            raise InvalidInput(f"instance {int(empty[0])}: empty sequence (only padding)")
+        return batch

@@ -1,0 +1,52 @@
+"""The GET routes: model metadata (v1 and v2) and the Open Inference Protocol health endpoints."""
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service import protocol_v1, protocol_v2
+from service.errors import RequestError
+from service.handlers import refusal
+from service.registry import ModelRegistry
+
+
+def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlette:
+    def model_or_refusal(request: Request):
+        try:
+            return registry.get(request.path_params["name"]), None
+        except RequestError as error:
+            return None, refusal(error)
+
+    async def v1_model(request: Request) -> Response:
+        model, refused = model_or_refusal(request)
+        return refused or JSONResponse(protocol_v1.model_metadata(model))
+
+    async def v2_server(_: Request) -> Response:
+        return JSONResponse({"name": "modelserve", "version": server_version, "extensions": []})
+
+    async def v2_live(_: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def v2_ready(_: Request) -> Response:
+        ready = registry.ready
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    async def v2_model(request: Request) -> Response:
+        model, refused = model_or_refusal(request)
+        return refused or JSONResponse(protocol_v2.model_metadata(model))
+
+    async def v2_model_ready(request: Request) -> Response:
+        model, refused = model_or_refusal(request)
+        return refused or JSONResponse({"name": model.name, "ready": True})
+
+    return Starlette(routes=[
+        Route("/v1/models/{name}", v1_model, methods=["GET"]),
+        Route("/v2", v2_server, methods=["GET"]),
+        Route("/v2/health/live", v2_live, methods=["GET"]),
+        Route("/v2/health/ready", v2_ready, methods=["GET"]),
+        Route("/v2/models/{name}", v2_model, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
+        Route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
+    ])

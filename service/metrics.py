@@ -1,0 +1,27 @@
+"""The service's own Prometheus metrics, defined once at module level with explicit buckets.
+
+BentoML starts each worker with PROMETHEUS_MULTIPROC_DIR set before this module is imported, so
+these live in multiprocess mode and its /metrics endpoint sums them across workers.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+INFERENCE_SECONDS = Histogram(
+    "modelserve_inference_seconds", "Time of one engine call (a whole batch), by model and backend",
+    ["model", "backend"], buckets=LATENCY_BUCKETS)
+ROWS_PER_ENGINE_CALL = Histogram(
+    "modelserve_rows_per_engine_call", "Rows (instances) in one engine call after adaptive batching",
+    ["model"], buckets=ROW_BUCKETS)
+QUEUE_WAIT_SECONDS = Histogram(
+    "modelserve_queue_wait_seconds", "Time a request waited in the batching queue before its engine call",
+    ["model"], buckets=QUEUE_BUCKETS)
+REJECTED_REQUESTS = Counter(
+    "modelserve_rejected_requests", "Requests answered with an error status, by model and reason",
+    ["model", "reason"])
+MODEL_INFO = Gauge(
+    "modelserve_model_info", "1 for each loaded model: its tag, backend and device",
+    ["model", "tag", "backend", "device"], multiprocess_mode="max")

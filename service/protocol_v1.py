@@ -1,0 +1,39 @@
+"""KServe v1 / TF-Serving JSON: {"instances": [...]} -> {"predictions": [...]}."""
+
+import numpy as np
+
+from service.errors import InvalidInput
+from service.registry import ServedModel
+
+
+def parse_instances(model: ServedModel, instances: list) -> np.ndarray:
+    if model.is_tokens:
+        return model.schema.pad(model.schema.parse(instances))
+    return model.schema.parse(instances)
+
+
+def format_predictions(model: ServedModel, outputs: np.ndarray) -> list:
+    """Numbers for one regression target, a list per instance for several; label + probabilities otherwise."""
+    if model.task == "regression":
+        return outputs[:, 0].tolist() if outputs.shape[1] == 1 else outputs.tolist()
+    classes = model.manifest["class_names"]
+    labels = outputs.argmax(axis=1)
+    return [{"label": classes[label], "probabilities": dict(zip(classes, row))}
+            for label, row in zip(labels.tolist(), outputs.tolist())]
+
+
+def model_metadata(model: ServedModel) -> dict:
+    manifest = model.manifest
+    return {
+        "name": model.name, "tag": model.artifacts.tag, "version": model.artifacts.version,
+        "backend": model.backend, "device": model.device, "ready": model.ready, "task": model.task,
+        "input_kind": manifest["input_kind"], "feature_names": manifest["feature_names"],
+        "class_names": manifest["class_names"], "inputs": manifest["inputs"], "outputs": manifest["outputs"],
+        "metrics": manifest["metrics"], "created": manifest["created"],
+    }
+
+
+def require_list(body_instances) -> list:
+    if not isinstance(body_instances, list):
+        raise InvalidInput("'instances' must be a list")
+    return body_instances

@@ -1,0 +1,121 @@
+"""Open Inference Protocol (KServe v2): tensors in, tensors out, as Triton and KServe clients send them.
+
+Features come as FP32 `features` [N, F]; token models take INT64 `input_ids` [N, L] padded with 0,
+or BYTES `text` [N]. Outputs are FP32 `predictions` / `probabilities` [N, K], and for classifiers a
+BYTES `label` [N].
+"""
+
+import math
+
+import numpy as np
+
+from service.errors import InvalidInput
+from service.registry import ServedModel
+
+NUMERIC = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "INT16": np.int16,
+           "INT8": np.int8, "UINT8": np.uint8}
+ALL_DATATYPES = set(NUMERIC) | {"BOOL", "BYTES", "FP16", "BF16", "UINT16", "UINT32", "UINT64"}
+
+
+def _tensor(spec: dict, index: int) -> tuple[str, list[int], str, list]:
+    if not isinstance(spec, dict):
+        raise InvalidInput(f"inputs[{index}] must be an object with name, shape, datatype and data")
+    missing = [k for k in ("name", "shape", "datatype", "data") if k not in spec]
+    if missing:
+        raise InvalidInput(f"inputs[{index}] is missing {', '.join(missing)}")
+    shape = spec["shape"]
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                               for d in shape):
+        raise InvalidInput(f"inputs[{index}] ({spec['name']}): shape must be a list of non-negative integers")
+    if spec["datatype"] not in ALL_DATATYPES:
+        raise InvalidInput(f"inputs[{index}] ({spec['name']}): unknown datatype {spec['datatype']!r}")
+    return spec["name"], shape, spec["datatype"], spec["data"]
+
+
+def _array(name: str, shape: list[int], datatype: str, data, allowed: tuple[str, ...]) -> np.ndarray:
+    if datatype not in allowed:
+        raise InvalidInput(f"input {name!r}: datatype {datatype} is not supported here; use {' or '.join(allowed)}")
+    try:
+        raw = np.asarray(data)  # dtype inferred, so strings, booleans and nulls show up as such
+    except ValueError:
+        raise InvalidInput(f"input {name!r}: data must be a flat or evenly nested list of numbers") from None
+    if raw.dtype.kind not in "iuf":
+        raise InvalidInput(f"input {name!r}: data must hold only {datatype} numbers, found {raw.dtype.kind!r}-kind "
+                           "values (strings, booleans or nulls)")
+    if datatype.startswith("INT") and raw.dtype.kind == "f":
+        raise InvalidInput(f"input {name!r}: {datatype} data holds non-integer numbers")
+    flat = raw.reshape(-1).astype(NUMERIC[datatype])
+    expected = math.prod(shape)
+    if flat.size != expected:
+        raise InvalidInput(f"input {name!r}: shape {shape} holds {expected} values but data has {flat.size}")
+    return flat.reshape(shape)
+
+
+def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
+    """The request's single input tensor -> an engine batch."""
+    if not isinstance(inputs, list) or len(inputs) != 1:
+        raise InvalidInput(f"'inputs' must be a list of exactly one tensor for model {model.name!r}")
+    name, shape, datatype, data = _tensor(inputs[0], 0)
+    if model.is_tokens:
+        if name == "text":
+            if datatype != "BYTES" or len(shape) != 1:
+                raise InvalidInput("input 'text' must be BYTES with shape [N]")
+            if not isinstance(data, list) or len(data) != shape[0]:
+                raise InvalidInput(f"input 'text': shape {shape} but data has "
+                                   f"{len(data) if isinstance(data, list) else 'no list of'} strings")
+            count_check(shape[0])
+            return model.schema.pad(model.schema.parse(data))
+        if name != "input_ids":
+            raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send 'input_ids' (INT64) or "
+                               "'text' (BYTES)")
+        if len(shape) != 2:
+            raise InvalidInput(f"input 'input_ids' must have shape [N, L], got {shape}")
+        count_check(shape[0])
+        ids = _array(name, shape, datatype, data, ("INT64", "INT32"))
+        return model.schema.check_id_matrix(ids.astype(np.int64))
+    if name != "features":
+        raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send 'features' (FP32)")
+    width = len(model.schema.names)
+    if len(shape) != 2 or shape[1] != width:
+        raise InvalidInput(f"input 'features' must have shape [N, {width}] ({', '.join(model.schema.names)}), "
+                           f"got {shape}")
+    count_check(shape[0])
+    batch = _array(name, shape, datatype, data, ("FP32", "FP64", "INT64", "INT32"))
+    if not np.isfinite(batch).all():
+        i, j = map(int, np.argwhere(~np.isfinite(batch))[0])
+        raise InvalidInput(f"instance {i}, feature {model.schema.names[j]!r}: {batch[i, j]} is not a finite number")
+    return batch.astype(np.float32)
+
+
+def output_names(model: ServedModel) -> list[str]:
+    return [model.manifest["outputs"][0]["name"]] + (["label"] if model.task != "regression" else [])
+
+
+def format_outputs(model: ServedModel, outputs: np.ndarray, requested: list | None) -> list[dict]:
+    available = output_names(model)
+    wanted = available
+    if requested:
+        wanted = [r.get("name") if isinstance(r, dict) else None for r in requested]
+        unknown = [w for w in wanted if w not in available]
+        if unknown:
+            raise InvalidInput(f"unknown output {unknown[0]!r} requested; model {model.name!r} has "
+                               f"{', '.join(available)}")
+    tensors = {available[0]: {"name": available[0], "datatype": "FP32", "shape": list(outputs.shape),
+                              "data": outputs.reshape(-1).tolist()}}
+    if "label" in available:
+        classes = model.manifest["class_names"]
+        tensors["label"] = {"name": "label", "datatype": "BYTES", "shape": [outputs.shape[0]],
+                            "data": [classes[i] for i in outputs.argmax(axis=1).tolist()]}
+    return [tensors[w] for w in wanted]
+
+
+def model_metadata(model: ServedModel) -> dict:
+    spec = model.manifest["inputs"][0]
+    inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
+    if model.is_tokens:
+        inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
+    outputs = [{"name": o["name"], "datatype": o["datatype"], "shape": o["shape"]} for o in model.manifest["outputs"]]
+    if model.task != "regression":
+        outputs.append({"name": "label", "datatype": "BYTES", "shape": [-1]})
+    return {"name": model.name, "versions": [model.artifacts.version], "platform": f"{model.backend}",
+            "inputs": inputs, "outputs": outputs}

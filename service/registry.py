@@ -1,0 +1,120 @@
+"""The models this worker serves: loaded from the store, verified, warmed up, each behind its batcher."""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service import metrics
+from service.artifacts import ArtifactError, ModelArtifacts, load_artifacts
+from service.batching import ModelBatcher
+from service.config import ServeConfig
+from service.engines import load_engine, resolve_device
+from service.errors import InvalidInput, ModelNotReady, TooManyInstances, UnknownModel
+from service.inputs import FeatureSchema, TokenSchema
+
+log = logging.getLogger("modelserve")
+
+
+@dataclass
+class ServedModel:
+    artifacts: ModelArtifacts
+    schema: FeatureSchema | TokenSchema
+    batcher: ModelBatcher
+    backend: str
+    device: str
+    ready: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.artifacts.name
+
+    @property
+    def manifest(self) -> dict:
+        return self.artifacts.manifest
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def is_tokens(self) -> bool:
+        return self.manifest["input_kind"] == "tokens"
+
+
+@dataclass
+class ModelRegistry:
+    config: ServeConfig
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    """Configured model ref -> why it could not load; any entry keeps the service not ready."""
+
+    def load(self) -> None:
+        device = resolve_device(self.config.device)
+        for ref in self.config.model_refs:
+            try:
+                self.models[ref.split(":")[0]] = self._load_one(ref, device)
+            except (ArtifactError, RuntimeError, KeyError, ValueError) as exc:
+                self.errors[ref] = str(exc)
+                log.error("model %s not loaded: %s", ref, exc)
+
+    def _load_one(self, ref: str, device: str) -> ServedModel:
+        artifacts = load_artifacts(ref)
+        manifest = artifacts.manifest
+        engine = load_engine(self.config.backend, artifacts.path, device, self.config.engine_threads)
+        if manifest["input_kind"] == "tokens":
+            spec = manifest["inputs"][0]
+            schema = TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])
+            pad_id = schema.pad_id
+        else:
+            schema, pad_id = FeatureSchema(tuple(manifest["feature_names"])), None
+        batcher = ModelBatcher(artifacts.name, engine, self.config.backend, pad_id, self.config.max_batch_size,
+                               self.config.max_latency_ms)
+        metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=self.config.backend,
+                                  device=device).set(1)
+        log.info("loaded %s (%s on %s)", artifacts.tag, self.config.backend, device)
+        return ServedModel(artifacts, schema, batcher, self.config.backend, device)
+
+    async def warm_up(self) -> None:
+        """One engine call per batch-size bucket (and length bucket for tokens), then a few through the
+        batcher so it has measured the engine before real traffic arrives."""
+        for model in self.models.values():
+            sizes = sorted({1 << k for k in range(self.config.max_batch_size.bit_length())}
+                           | {self.config.max_batch_size})
+            sizes = [s for s in sizes if s <= self.config.max_batch_size]
+            for rows in sizes:
+                for batch in self._examples(model, rows):
+                    model.batcher.infer_direct(batch)
+            for _ in range(24):
+                await model.batcher.infer(self._examples(model, 1)[0])
+            model.ready = True
+
+    @staticmethod
+    def _examples(model: ServedModel, rows: int) -> list[np.ndarray]:
+        if isinstance(model.schema, TokenSchema):
+            widths = sorted({min(model.schema.max_len, 1 << k) for k in range(3, model.schema.max_len.bit_length() + 1)})
+            return [np.full((rows, width), model.schema.pad_id + 5, dtype=np.int64) for width in widths]
+        return [np.zeros((rows, len(model.schema.names)), dtype=np.float32)]
+
+    @property
+    def ready(self) -> bool:
+        return not self.errors and bool(self.models) and all(m.ready for m in self.models.values())
+
+    def get(self, name: str) -> ServedModel:
+        model = self.models.get(name)
+        if model is None:
+            failed = [error for ref, error in self.errors.items() if ref.split(":")[0] == name]
+            if failed:
+                raise ModelNotReady(f"model {name!r} failed to load: {failed[0]}")
+            raise UnknownModel(f"model {name!r} is not served here; served models: {', '.join(sorted(self.models))}")
+        if not model.ready:
+            raise ModelNotReady(f"model {name!r} is still warming up")
+        return model
+
+    def check_count(self, count: int) -> None:
+        """Refuse oversized requests before parsing them."""
+        if count > self.config.max_instances:
+            raise TooManyInstances(f"{count} instances in one request; the limit is "
+                                   f"{self.config.max_instances} (MODELSERVE_MAX_INSTANCES)")
+        if count == 0:
+            raise InvalidInput("no instances: send at least one")

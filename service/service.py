@@ -1,0 +1,58 @@
+"""The BentoML service: API declarations and wiring. The work is in the modules beside it."""
+
+from typing import Any
+
+import bentoml
+from pydantic import Field
+
+from service import handlers
+from service.config import ServeConfig
+from service.guard import RequestGuard
+from service.metadata_app import build_metadata_app
+from service.registry import ModelRegistry
+
+CONFIG = ServeConfig.from_env()
+REGISTRY = ModelRegistry(CONFIG)  # one per worker process
+
+V1_EXAMPLE = [[120.0, 15.0]]
+V2_EXAMPLE = [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [120.0, 15.0]}]
+
+
+@bentoml.asgi_app(build_metadata_app(REGISTRY, bentoml.__version__), path="/")
+@bentoml.service(name="modelserve", workers=CONFIG.workers, traffic={"timeout": 60},
+                 metrics={"enabled": True}, logging={"access": {"enabled": False}})
+class ModelServe:
+    def __init__(self) -> None:
+        REGISTRY.load()
+
+    @bentoml.on_startup
+    async def warm_up(self) -> None:
+        await REGISTRY.warm_up()
+
+    async def __is_ready__(self) -> bool:
+        return REGISTRY.ready
+
+    @bentoml.api(route="/v1/models/{name}:predict")
+    async def v1_predict(
+        self, ctx: bentoml.Context,
+        instances: list[Any] = Field(description="Feature rows (lists in training order or objects keyed by "
+                                     "feature name), or for the transformer token-id lists or strings",
+                                     examples=[V1_EXAMPLE, [{"area_m2": 120.0, "age_years": 15.0}], ["xqazbk"]]),
+    ) -> dict:
+        """KServe v1 prediction: {"instances": [...]} -> {"predictions": [...]}."""
+        return await handlers.v1_predict(REGISTRY, ctx.request.path_params["name"], instances)
+
+    @bentoml.api(route="/v2/models/{name}/infer")
+    async def v2_infer(
+        self, ctx: bentoml.Context,
+        inputs: list[dict[str, Any]] = Field(description="One tensor: FP32 'features' [N, F], INT64 'input_ids' "
+                                             "[N, L] padded with 0, or BYTES 'text' [N]", examples=[V2_EXAMPLE]),
+        id: str | None = Field(default=None, description="Echoed in the reply"),
+        parameters: dict[str, Any] | None = None,
+        outputs: list[dict[str, Any]] | None = Field(default=None, description="Output tensors to return"),
+    ) -> dict:
+        """Open Inference Protocol (KServe v2) inference."""
+        return await handlers.v2_infer(REGISTRY, ctx.request.path_params["name"], inputs, id, outputs)
+
+
+ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes)
