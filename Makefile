@@ -23,8 +23,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 train: $(VENV)/.installed
 	for model in $(DEFAULT_MODELS); do $(BIN)/modelserve train $$model --if-missing || exit 1; done
 
+# Serve on 127.0.0.1:3000 after training what is missing; settings: see README (MODELSERVE_* variables).
 run: train
 	$(BIN)/modelserve models
+	@echo "Serving on http://127.0.0.1:3000 once ready (GET /readyz). Try:"
+	@$(BIN)/modelserve examples --url http://127.0.0.1:3000
+	$(BIN)/modelserve serve --host 127.0.0.1 --port 3000
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

@@ -36,9 +36,8 @@ class FeatureSchema:
 
     def parse(self, instances: list) -> np.ndarray:
         """Instances -> float32 (N, F): rows as lists in training order, or objects keyed by feature name."""
-        rows = instances
-        if instances and isinstance(instances[0], dict):
-            rows = [self._row_from_object(i, inst) for i, inst in enumerate(instances)]
+        # One pass over instances (not values) to turn objects into rows; lists pass through.
+        rows = [self._row_from_object(i, inst) if isinstance(inst, dict) else inst for i, inst in enumerate(instances)]
         try:
             batch = np.array(rows)  # dtype inferred: strings or nulls give a non-numeric kind
         except (ValueError, TypeError):
@@ -51,10 +50,7 @@ class FeatureSchema:
             raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: {batch[i, j]} is not a finite number")
         return batch.astype(np.float32)
 
-    def _row_from_object(self, i: int, instance: Any) -> list:
-        if not isinstance(instance, dict):
-            raise InvalidInput(f"instance {i}: expected an object keyed by feature name like instance 0, "
-                               f"got {_kind(instance)}")
+    def _row_from_object(self, i: int, instance: dict) -> list:
         unknown = [k for k in instance if k not in self.names]
         if unknown:
             raise InvalidInput(f"instance {i}: unknown feature {unknown[0]!r}; expected {', '.join(self.names)}")

@@ -38,7 +38,58 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("models", help="list the models in the store")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    serve = commands.add_parser("serve", help="serve models over HTTP (bentoml serve of service.service)",
+                                description="Flags override MODELSERVE_* environment variables. The API key "
+                                            "is read from MODELSERVE_API_KEY only, never from a flag.")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=_positive, default=3000)
+    serve.add_argument("--models", help="comma-separated store tags (default: regression, mlp, transformer :latest)")
+    serve.add_argument("--backend", choices=("onnx", "torchscript"))
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    for flag in SERVE_INT_FLAGS:
+        serve.add_argument(f"--{flag}", type=_positive)
+
+    examples = commands.add_parser("examples", help="print a ready-to-paste curl for each model in the store")
+    examples.add_argument("--url", default="http://127.0.0.1:3000")
     return parser
+
+
+SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-body-bytes", "workers",
+                   "engine-threads")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Exec `bentoml serve` with the settings in the environment; the service reads them at import."""
+    import os
+    import shutil
+
+    env = dict(os.environ)
+    for name in ("models", "backend", "device", *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
+        value = getattr(args, name)
+        if value is not None:
+            env[f"MODELSERVE_{name.upper()}"] = str(value)
+    bentoml_cli = shutil.which("bentoml", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+    if bentoml_cli is None:
+        raise RuntimeError("the bentoml command is not installed in this environment")
+    os.execve(bentoml_cli, [bentoml_cli, "serve", "service.service:ModelServe", "--host", args.host,
+                            "--port", str(args.port)], env)
+    return 0  # not reached
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from training.examples import curl_examples
+
+    for line in curl_examples(args.url):
+        print(line)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -80,7 +131,7 @@ def _models(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "models": _models}[args.command](args)
+        return {"train": _train, "models": _models, "serve": _serve, "examples": _examples}[args.command](args)
     except (DataError, ValueError) as exc:
         print(f"modelserve {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
