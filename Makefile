@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 DEFAULT_MODELS := regression mlp transformer
 
-.PHONY: run train test lint bench clean
+.PHONY: run train test lint bench clean system-deps
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,18 @@ run: train
 	@$(BIN)/modelserve examples --url http://127.0.0.1:3000
 	$(BIN)/modelserve serve --host 127.0.0.1 --port 3000
 
-test: $(VENV)/.installed-dev
+# Debian packages the tests use for real: prometheus (the service test scrapes with it).
+SYSTEM_PACKAGES := prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: $(VENV)/.installed-dev system-deps
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev

@@ -21,14 +21,16 @@ from service.errors import Overloaded
 class _TimedDispatcher(CorkDispatcher):
     """CorkDispatcher that records each request's wait in the queue (it keeps the enqueue time)."""
 
-    def __init__(self, model: str, **kwargs) -> None:
+    def __init__(self, model: str, batcher: "ModelBatcher", **kwargs) -> None:
         super().__init__(**kwargs)
         self._queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model)
+        self._batcher = batcher
 
     async def outbound_call(self, inputs_info, training: bool = False):
-        now = time.time()
-        for job in inputs_info:
-            self._queue_wait.observe(now - job.enqueue_time)
+        if self._batcher.recording:
+            now = time.time()
+            for job in inputs_info:
+                self._queue_wait.observe(now - job.enqueue_time)
         return await super().outbound_call(inputs_info, training)
 
 
@@ -45,7 +47,9 @@ class ModelBatcher:
         self._inference = metrics.INFERENCE_SECONDS.labels(model=model, backend=backend)
         self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
         self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
-        dispatcher = _TimedDispatcher(model, max_latency_in_ms=max_latency_ms, max_batch_size=max_batch_size,
+        self.recording = False
+        """Metrics stay off during warm-up, so they describe served traffic only."""
+        dispatcher = _TimedDispatcher(model, self, max_latency_in_ms=max_latency_ms, max_batch_size=max_batch_size,
                                       fallback=_overloaded, get_batch_size=lambda batch: batch.shape[0],
                                       batch_dim=(0, 0))
         self._submit = dispatcher(self._run_batch)
@@ -66,8 +70,9 @@ class ModelBatcher:
     def _call_engine(self, batch: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         out = self.engine.run(batch)
-        self._inference.observe(time.perf_counter() - started)
-        self._rows.observe(batch.shape[0])
+        if self.recording:
+            self._inference.observe(time.perf_counter() - started)
+            self._rows.observe(batch.shape[0])
         return out
 
     async def _run_batch(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:

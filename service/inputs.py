@@ -35,7 +35,10 @@ class FeatureSchema:
     names: tuple[str, ...]
 
     def parse(self, instances: list) -> np.ndarray:
-        """Instances -> float32 (N, F): rows as lists in training order, or objects keyed by feature name."""
+        """Instances -> float32 (N, F): rows as lists in training order, or objects keyed by feature name.
+
+        JSON booleans in a row are read as 0/1, as numpy and pandas read them.
+        """
         # One pass over instances (not values) to turn objects into rows; lists pass through.
         rows = [self._row_from_object(i, inst) if isinstance(inst, dict) else inst for i, inst in enumerate(instances)]
         try:
@@ -69,7 +72,7 @@ class FeatureSchema:
             if len(row) != len(self.names):
                 raise InvalidInput(f"instance {i}: expected {expected}, got {len(row)} values")
             for j, value in enumerate(row):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                if not isinstance(value, (int, float)):  # booleans count as 0/1, as numpy reads them
                     raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: expected a number, "
                                        f"got {_kind(value)}")
         raise InvalidInput(f"instances must be lists of {expected}")

@@ -87,6 +87,7 @@ class ModelRegistry:
                     model.batcher.infer_direct(batch)
             for _ in range(24):
                 await model.batcher.infer(self._examples(model, 1)[0])
+            model.batcher.recording = True
             model.ready = True
 
     @staticmethod

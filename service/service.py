@@ -4,6 +4,7 @@ from typing import Any
 
 import bentoml
 from pydantic import Field
+from starlette.responses import Response
 
 from service import handlers
 from service.config import ServeConfig
@@ -13,6 +14,13 @@ from service.registry import ModelRegistry
 
 CONFIG = ServeConfig.from_env()
 REGISTRY = ModelRegistry(CONFIG)  # one per worker process
+
+def _answer(ctx: bentoml.Context, result: dict | Response) -> dict | Response:
+    """BentoML sets the reply status from ctx when an API takes ctx, so a refusal's status goes there too."""
+    if isinstance(result, Response):
+        ctx.response.status_code = result.status_code
+    return result
+
 
 V1_EXAMPLE = [[120.0, 15.0]]
 V2_EXAMPLE = [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [120.0, 15.0]}]
@@ -40,7 +48,7 @@ class ModelServe:
                                      examples=[V1_EXAMPLE, [{"area_m2": 120.0, "age_years": 15.0}], ["xqazbk"]]),
     ) -> dict:
         """KServe v1 prediction: {"instances": [...]} -> {"predictions": [...]}."""
-        return await handlers.v1_predict(REGISTRY, ctx.request.path_params["name"], instances)
+        return _answer(ctx, await handlers.v1_predict(REGISTRY, ctx.request.path_params["name"], instances))
 
     @bentoml.api(route="/v2/models/{name}/infer")
     async def v2_infer(
@@ -52,7 +60,7 @@ class ModelServe:
         outputs: list[dict[str, Any]] | None = Field(default=None, description="Output tensors to return"),
     ) -> dict:
         """Open Inference Protocol (KServe v2) inference."""
-        return await handlers.v2_infer(REGISTRY, ctx.request.path_params["name"], inputs, id, outputs)
+        return _answer(ctx, await handlers.v2_infer(REGISTRY, ctx.request.path_params["name"], inputs, id, outputs))
 
 
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes)

@@ -1,0 +1,46 @@
+"""Request parsing without a server: valid batches come out right, bad ones name instance and field."""
+
+import numpy as np
+import pytest
+
+from models import ByteTokenizer
+from service.errors import InvalidInput
+from service.inputs import FeatureSchema, TokenSchema
+
+FEATURES = FeatureSchema(("area", "age"))
+TOKENS = TokenSchema(vocab_size=260, max_len=32)
+
+
+def test_feature_rows_and_objects_in_training_order():
+    batch = FEATURES.parse([[1, 2.5], {"age": 4, "area": 3}])
+    assert batch.dtype == np.float32 and batch.tolist() == [[1.0, 2.5], [3.0, 4.0]]
+
+
+@pytest.mark.parametrize("instances, message", [
+    ([[1, "2"]], "instance 0, feature 'age': expected a number, got string '2'"),
+    ([[1, None]], "instance 0, feature 'age': expected a number, got null"),
+    ([[1, 2], 5], "instance 1: expected a list of 2 numbers (area, age) or an object"),
+    ([[1, 2], [1]], "instance 1: expected 2 numbers (area, age), got 1 values"),
+])
+def test_bad_feature_values_are_located(instances, message):
+    with pytest.raises(InvalidInput) as excinfo:
+        FEATURES.parse(instances)
+    assert message in excinfo.value.message
+
+
+def test_booleans_read_as_zero_and_one():
+    assert FEATURES.parse([[1, True], [False, 2]]).tolist() == [[1.0, 1.0], [0.0, 2.0]]
+
+
+def test_text_and_ids_pad_to_a_length_bucket():
+    sequences = TOKENS.parse(["ab", [5, 6, 7, 8, 9, 10, 11, 12, 13]])
+    batch = TOKENS.pad(sequences)
+    assert batch.shape == (2, 16) and batch.dtype == np.int64  # 9 tokens -> the 16 bucket
+    assert batch[0, :2].tolist() == ByteTokenizer().encode("ab") and batch[0, 2:].sum() == 0
+
+
+def test_id_matrix_checks_range_and_padding_rows():
+    with pytest.raises(InvalidInput, match="instance 1, token 0: id -1 is outside"):
+        TOKENS.check_id_matrix(np.array([[5, 6], [-1, 3]]))
+    with pytest.raises(InvalidInput, match="instance 0: empty sequence"):
+        TOKENS.check_id_matrix(np.array([[0, 0], [5, 0]]))

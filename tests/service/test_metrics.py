@@ -1,0 +1,103 @@
+"""Prometheus metrics: present and moving with two workers, and scraped by a real Prometheus server."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+
+import aiohttp
+import httpx
+import pytest
+
+from tests.service.conftest import API_KEY, free_port
+
+SERVICE_METRICS = ("modelserve_inference_seconds", "modelserve_rows_per_engine_call", "modelserve_queue_wait_seconds")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Samples of /metrics as {'name{labels}': value}, labels in the exporter's order."""
+    samples = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def total(samples: dict[str, float], prefix: str, **labels: str) -> float:
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(v for k, v in samples.items() if k.startswith(prefix + "{") and all(w in k for w in wanted))
+
+
+async def load(url: str, model: str, instance, count: int, headers: dict) -> list[int]:
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async def one():
+            async with session.post(f"{url}/v1/models/{model}:predict", json={"instances": [instance]}) as r:
+                await r.read()
+                return r.status
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def test_every_metric_appears_and_moves_with_two_workers(guarded_server):
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    before = scrape(guarded_server.url)
+    traffic = {"regression": [100.0, 10.0], "mlp": [0.5], "transformer": "xxaxb"}
+    for model, instance in traffic.items():
+        assert asyncio.run(load(guarded_server.url, model, instance, 120, headers)) == [200] * 120
+    asyncio.run(load(guarded_server.url, "mlp", "bad", 3, headers))  # refused: a string is no feature row
+    after = scrape(guarded_server.url)
+
+    for model in traffic:
+        # every row sent was counted once: both workers' samples are in the sum, none went missing
+        rows = (total(after, "modelserve_rows_per_engine_call_sum", model=model)
+                - total(before, "modelserve_rows_per_engine_call_sum", model=model))
+        assert rows == 120, f"{model}: {rows} rows counted for 120 sent"
+        for metric in SERVICE_METRICS:
+            moved = total(after, metric + "_count", model=model) - total(before, metric + "_count", model=model)
+            assert moved > 0, f"{metric} did not move for {model}"
+        info = [k for k in after if k.startswith("modelserve_model_info{") and f'model="{model}"' in k]
+        assert len(info) == 1 and 'backend="onnx"' in info[0] and 'device="cpu"' in info[0] and after[info[0]] == 1
+    assert total(after, "modelserve_rejected_requests_total", model="mlp", reason="invalid_input") \
+        - total(before, "modelserve_rejected_requests_total", model="mlp", reason="invalid_input") == 3
+    assert total(after, "bentoml_service_request_total") - total(before, "bentoml_service_request_total") >= 363
+    assert any(k.startswith("bentoml_service_request_duration_seconds_bucket") for k in after)
+
+
+def test_real_prometheus_scrapes_the_service(onnx_server, tmp_path):
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is not installed; `make test` installs Debian's prometheus package")
+        pytest.skip("prometheus is not installed (make test installs it)")
+    httpx.post(f"{onnx_server.url}/v1/models/mlp:predict", json={"instances": [[0.1]]})
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: modelserve
+    static_configs:
+      - targets: ["{onnx_server.url.removeprefix('http://')}"]
+""")
+    prometheus = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                                   f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    try:
+        query = 'sum(modelserve_rows_per_engine_call_count{model="mlp"})'
+        deadline, result = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not result:
+            time.sleep(1)
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}).json()
+                result = reply["data"]["result"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                continue
+        assert result, "Prometheus returned nothing for a service metric"
+        assert float(result[0]["value"][1]) >= 1
+        up = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": 'up{job="modelserve"}'}).json()
+        assert up["data"]["result"][0]["value"][1] == "1"
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
