@@ -47,5 +47,8 @@ test: $(VENV)/.installed-dev system-deps
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check models training service tests benchmarks
 
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/train_throughput.py
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -78,7 +78,8 @@ def main() -> None:
              "| model | epochs | wall s | train samples/s | validation metric |", "|---|---:|---:|---:|---|"]
     for model, r in rows.items():
         (metric, value), = r["metric"].items()
-        lines.append(f"| {model} | {r['epochs']} | {r['wall_s']:.1f} | {r['samples_per_s']:,.0f} | {metric} {value:.4f} |")
+        lines.append(f"| {model} | {r['epochs']} | {r['wall_s']:.1f} | {r['samples_per_s']:,.0f} "
+                     f"| {metric} {value:.4f} |")
     verdict = "meets" if result["meets_target"] else "MISSES"
     lines += ["", f"Total wall time {total:.1f} s: {verdict} the {TARGET_TOTAL_SECONDS:.0f} s target."]
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from models._validation import raise_if_problems
 from models.tokenizer import ByteTokenizer

@@ -10,7 +10,8 @@ import re
 
 from service import metrics
 
-PREDICTION_ROUTE = re.compile(r"^/(?:v1/models/(?P<v1>[^/]+):predict|v2/models/(?P<v2>[^/]+)(?:/versions/[^/]+)?/infer)$")
+PREDICTION_ROUTE = re.compile(
+    r"^/(?:v1/models/(?P<v1>[^/]+):predict|v2/models/(?P<v2>[^/]+)(?:/versions/[^/]+)?/infer)$")
 REASON_HEADER = b"x-reject-reason"
 REASON_BY_STATUS = {400: "invalid_body", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                     413: "body_too_large", 500: "internal_error", 503: "unavailable"}

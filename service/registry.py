@@ -93,7 +93,8 @@ class ModelRegistry:
     @staticmethod
     def _examples(model: ServedModel, rows: int) -> list[np.ndarray]:
         if isinstance(model.schema, TokenSchema):
-            widths = sorted({min(model.schema.max_len, 1 << k) for k in range(3, model.schema.max_len.bit_length() + 1)})
+            max_len = model.schema.max_len
+            widths = sorted({min(max_len, 1 << k) for k in range(3, max_len.bit_length() + 1)})
             return [np.full((rows, width), model.schema.pad_id + 5, dtype=np.int64) for width in widths]
         return [np.zeros((rows, len(model.schema.names)), dtype=np.float32)]
 

@@ -13,8 +13,7 @@ import torch
 
 from models import ByteTokenizer, config_to_dict, input_kind
 from training.data import Dataset
-from training.export import (PARITY_TOLERANCE, ServingGraph, export_onnx, export_torchscript,
-                             parity_cases)
+from training.export import PARITY_TOLERANCE, ServingGraph, export_onnx, export_torchscript, parity_cases
 from training.loop import TrainConfig, TrainResult, primary_metric
 from training.report import plot_loss_curve
 from training.store import MANIFEST, sha256_of
@@ -37,8 +36,8 @@ def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[
     return inputs, [{"name": name, "datatype": "FP32", "shape": [-1, data.n_outputs]}]
 
 
-def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Dataset, val: Dataset, train_config: TrainConfig, device: str,
-                    world_size: int = 1) -> dict:
+def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Dataset, val: Dataset,
+                    train_config: TrainConfig, device: str, world_size: int = 1) -> dict:
     """Write checkpoint, TorchScript, ONNX (both parity-checked), tokenizer, loss curve and manifest."""
     model, config = result.model, result.model.config
     kind = input_kind(model_name)

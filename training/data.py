@@ -168,7 +168,8 @@ def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tu
     if len(names) < 2:
         raise DataError(f"{path}: column {column!r} holds a single class {names}; classification needs two or more")
     if task == "binary" and len(names) != 2:
-        raise DataError(f"{path}: --task binary needs exactly 2 classes in {column!r}, found {len(names)}: {names[:10]}")
+        raise DataError(f"{path}: --task binary needs exactly 2 classes in {column!r}, "
+                        f"found {len(names)}: {names[:10]}")
     index = {name: i for i, name in enumerate(names)}
     return np.array([index[str(v)] for v in raw], dtype=np.int64), names
 

@@ -86,7 +86,8 @@ def _check(fmt: str, graph: ServingGraph, run, cases: list[ParityCase], scale: t
             expected = graph(case.inputs)
             got = torch.as_tensor(np.asarray(run(case.inputs)))
             if got.shape != expected.shape:
-                raise ParityError(f"{fmt} output shape {tuple(got.shape)} != eager {tuple(expected.shape)} ({case.label})")
+                raise ParityError(f"{fmt} output shape {tuple(got.shape)} != eager {tuple(expected.shape)} "
+                                  f"({case.label})")
             diff = float(((got - expected).abs() / scale).max())
             results.append(ParityResult(fmt, case.label, diff))
     bad = [r for r in results if not r.max_abs_diff <= PARITY_TOLERANCE]
@@ -97,7 +98,8 @@ def _check(fmt: str, graph: ServingGraph, run, cases: list[ParityCase], scale: t
     return results
 
 
-def export_torchscript(graph: ServingGraph, path: Path, cases: list[ParityCase], scale: torch.Tensor) -> list[ParityResult]:
+def export_torchscript(graph: ServingGraph, path: Path, cases: list[ParityCase],
+                       scale: torch.Tensor) -> list[ParityResult]:
     """Script (not trace) so data-dependent lengths and masks stay dynamic; reload and compare."""
     torch.jit.save(torch.jit.script(graph), str(path))
     loaded = torch.jit.load(str(path), map_location="cpu")
