@@ -1,0 +1,28 @@
+"""Serving on CUDA: ONNX Runtime's CUDA provider and TorchScript on the GPU give the CPU's answers.
+
+Skipped with a reason where torch sees no CUDA device (see tests/conftest.py)."""
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.service.conftest import start
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_cuda_backend_matches_cpu(trained, onnx_server, tmp_path_factory, backend):
+    server = start(tmp_path_factory, f"cuda-{backend}", backend=backend, device="cuda")
+    try:
+        meta = httpx.get(f"{server.url}/v1/models/transformer").json()
+        assert meta["device"] == "cuda" and meta["backend"] == backend
+        body = {"instances": ["xxaybz", "bya", [5, 6, 7]]}
+        gpu = httpx.post(f"{server.url}/v1/models/transformer:predict", json=body).json()["predictions"]
+        cpu = httpx.post(f"{onnx_server.url}/v1/models/transformer:predict", json=body).json()["predictions"]
+        for g, c in zip(gpu, cpu):
+            assert g["label"] == c["label"]
+            np.testing.assert_allclose(list(g["probabilities"].values()), list(c["probabilities"].values()), atol=1e-3)
+        assert 'device="cuda"' in httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
