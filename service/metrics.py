@@ -25,3 +25,6 @@ REJECTED_REQUESTS = Counter(
 MODEL_INFO = Gauge(
     "modelserve_model_info", "1 for each loaded model: its tag, backend and device",
     ["model", "tag", "backend", "device"], multiprocess_mode="max")
+MODEL_READY = Gauge(
+    "modelserve_model_ready", "1 once a configured model is loaded and warmed up in every live worker, else 0",
+    ["model"], multiprocess_mode="livemin")

@@ -56,6 +56,7 @@ class ModelRegistry:
                 self.models[ref.split(":")[0]] = self._load_one(ref, device)
             except (ArtifactError, RuntimeError, KeyError, ValueError) as exc:
                 self.errors[ref] = str(exc)
+                metrics.MODEL_READY.labels(model=ref.split(":")[0]).set(0)
                 log.error("model %s not loaded: %s", ref, exc)
 
     def _load_one(self, ref: str, device: str) -> ServedModel:
@@ -68,6 +69,7 @@ class ModelRegistry:
             pad_id = schema.pad_id
         else:
             schema, pad_id = FeatureSchema(tuple(manifest["feature_names"])), None
+        metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
         batcher = ModelBatcher(artifacts.name, engine, self.config.backend, pad_id, self.config.max_batch_size,
                                self.config.max_latency_ms)
         metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=self.config.backend,
@@ -89,6 +91,7 @@ class ModelRegistry:
                 await model.batcher.infer(self._examples(model, 1)[0])
             model.batcher.recording = True
             model.ready = True
+            metrics.MODEL_READY.labels(model=model.name).set(1)
 
     @staticmethod
     def _examples(model: ServedModel, rows: int) -> list[np.ndarray]:
