@@ -1,22 +1,17 @@
 """Shared fixtures. The whole session writes to a temporary BentoML home, never the user's store."""
 
+import json  # noqa: E402
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-# BentoML resolves its store once per process, so this must happen before anything imports bentoml.
-SESSION_HOME = Path(tempfile.mkdtemp(prefix="modelserve-test-bentoml-"))
-os.environ["BENTOML_HOME"] = str(SESSION_HOME)
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-
-import json  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO, SESSION_HOME  # first: it points BentoML at the session's home
+from tests.servers import API_KEY, Server, start  # noqa: E402
+
 DEFAULT_MODELS = ("regression", "mlp", "transformer")
 
 
@@ -25,7 +20,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; torch sees none on this machine")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu"):  # the marker, not the keyword: a test id may contain "gpu"
             item.add_marker(skip)
 
 
@@ -64,3 +59,33 @@ def trained(tmp_path_factory) -> dict[str, dict]:
                                      "manifest": json.loads((path / "manifest.json").read_text())}
     assert set(found) == set(DEFAULT_MODELS)
     return found
+
+
+# ---------------------------------------------------------------- real servers (tests/servers.py)
+
+@pytest.fixture(scope="session")
+def onnx_server(trained, tmp_path_factory):
+    server = start(tmp_path_factory, "onnx", backend="onnx")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def torchscript_server(trained, tmp_path_factory):
+    server = start(tmp_path_factory, "torchscript", backend="torchscript")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["onnx", "torchscript"])
+def server(request) -> Server:
+    """Each endpoint test runs against both backends."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture(scope="session")
+def guarded_server(trained, tmp_path_factory):
+    """Two workers and an API key: metrics must still add up across processes."""
+    server = start(tmp_path_factory, "guarded", workers=2, api_key=API_KEY)
+    yield server
+    server.stop()

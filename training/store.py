@@ -6,6 +6,7 @@ staging store on the same filesystem, then moved into place with one rename: the
 has the whole model or none of it.
 """
 
+import errno
 import hashlib
 import os
 import shutil
@@ -47,7 +48,15 @@ def save_model(name: str, artifacts: Path, labels: dict[str, str], metadata: dic
         tag = model.tag
         final = root / tag.name / tag.version
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(staging / tag.name / tag.version, final)  # the one step that publishes the model
+        try:
+            os.rename(staging / tag.name / tag.version, final)  # the one step that publishes the model
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise RuntimeError(
+                    f"cannot publish atomically: the staging area {staging.parent} and the model store {root} are "
+                    "on different filesystems; mount the volume at $BENTOML_HOME rather than $BENTOML_HOME/models"
+                ) from None
+            raise
         _point_latest(root / tag.name, tag.version)
         return str(tag)
     finally:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -93,3 +94,22 @@ def test_job_killed_while_writing_the_model_leaves_nothing_in_the_store(tmp_path
     # and the next job publishes normally beside the debris
     assert run_modelserve("train", "regression", home=home, cwd=tmp_path).returncode == 0
     assert any(p.endswith("model.onnx") for p in store_snapshot(home))
+
+
+def test_store_on_another_filesystem_is_a_clear_error_not_a_partial_write(tmp_path):
+    """Staging lives beside the store; if they are on different filesystems, refuse and say how to mount."""
+    import pathlib
+    shm = pathlib.Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a filesystem other than the temporary directory's")
+    other = pathlib.Path(__import__("tempfile").mkdtemp(dir=shm))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(other)
+    try:
+        result = run_modelserve("train", "regression", home=home, cwd=tmp_path)
+        assert result.returncode == 1
+        assert "on different filesystems; mount the volume at $BENTOML_HOME" in result.stderr
+        assert list(other.rglob("*.onnx")) == []
+    finally:
+        shutil.rmtree(other, ignore_errors=True)

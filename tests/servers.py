@@ -1,0 +1,76 @@
+"""Real servers for tests: `modelserve serve` (bentoml serve) in a subprocess on a free port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.paths import REPO, SESSION_HOME
+
+API_KEY = "test-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `modelserve serve` process; `url` once started, logs in `log_path`."""
+
+    def __init__(self, log_path: Path, store: Path = SESSION_HOME / "models", **settings: str) -> None:
+        # Each server gets its own BENTOML_HOME (BentoML wipes $BENTOML_HOME/prometheus_multiproc_dir at
+        # start, which would erase another live server's metrics) with the shared model store linked in.
+        home = log_path.parent / "bentoml_home"
+        home.mkdir()
+        (home / "models").symlink_to(store)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
+        env.update({f"MODELSERVE_{k.upper()}": str(v) for k, v in settings.items()})
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_until(self, path: str, status: int = 200, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == status:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.url}{path} did not answer {status} within {timeout}s:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+        self._log.close()
+
+
+def start(tmp_path_factory, name: str, **settings) -> Server:
+    server = Server(tmp_path_factory.mktemp(name) / "server.log", **settings)
+    try:
+        server.wait_until("/readyz")
+    except Exception:
+        server.stop()
+        raise
+    return server
