@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from tests.service.conftest import API_KEY
+from tests.servers import API_KEY
 
 FEATURE_CASES = {
     # name: (path, body, status, message fragment)

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import start
+from tests.servers import start
 
 pytestmark = pytest.mark.gpu
 

@@ -10,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.service.conftest import API_KEY, free_port
+from tests.servers import API_KEY, free_port
 
 SERVICE_METRICS = ("modelserve_inference_seconds", "modelserve_rows_per_engine_call", "modelserve_queue_wait_seconds")
 

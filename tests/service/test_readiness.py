@@ -5,7 +5,7 @@ import shutil
 import httpx
 
 from tests.conftest import SESSION_HOME
-from tests.service.conftest import Server
+from tests.servers import Server
 
 
 def copy_model(store, name: str) -> None:
