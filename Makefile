@@ -30,8 +30,9 @@ run: train
 	@$(BIN)/modelserve examples --url http://127.0.0.1:3000
 	$(BIN)/modelserve serve --host 127.0.0.1 --port 3000
 
-# Debian packages the tests use for real: prometheus (the service test scrapes with it).
-SYSTEM_PACKAGES := prometheus
+# Debian packages the tests and benchmarks use for real: prometheus (scrapes the service, promtool checks
+# the alert rules) and wrk (the serving benchmark's load generator).
+SYSTEM_PACKAGES := prometheus wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-deps:
@@ -47,8 +48,9 @@ test: $(VENV)/.installed-dev system-deps
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check models training service tests benchmarks
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

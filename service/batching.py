@@ -40,8 +40,9 @@ def _overloaded():
 
 class ModelBatcher:
     def __init__(self, model: str, engine, backend: str, pad_id: int | None, max_batch_size: int,
-                 max_latency_ms: int) -> None:
+                 max_latency_ms: int, batching: bool = True) -> None:
         self.engine = engine
+        self.batching = batching
         self.pad_id = pad_id  # None for feature models; token batches of different lengths get padded
         self.max_batch_size = max_batch_size
         self._inference = metrics.INFERENCE_SECONDS.labels(model=model, backend=backend)
@@ -88,7 +89,12 @@ class ModelBatcher:
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Queue one request's rows; returns its own outputs once its engine call is done."""
-        return await self._submit(batch)
+        if self.batching:
+            return await self._submit(batch)
+        # Batching off: this request alone, in chunks of at most max_batch_size rows.
+        chunks = [batch[i:i + self.max_batch_size] for i in range(0, batch.shape[0], self.max_batch_size)]
+        outputs = [await anyio.to_thread.run_sync(self._call_engine, chunk, limiter=self._limiter) for chunk in chunks]
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def infer_direct(self, batch: np.ndarray) -> np.ndarray:
         """Call the engine without queueing (warm-up)."""

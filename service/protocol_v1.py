@@ -12,10 +12,10 @@ def parse_instances(model: ServedModel, instances: list) -> np.ndarray:
     return model.schema.parse(instances)
 
 
-def format_predictions(model: ServedModel, outputs: np.ndarray) -> list:
+def format_predictions(model: ServedModel, outputs: np.ndarray) -> list | np.ndarray:
     """Numbers for one regression target, a list per instance for several; label + probabilities otherwise."""
     if model.task == "regression":
-        return outputs[:, 0].tolist() if outputs.shape[1] == 1 else outputs.tolist()
+        return outputs[:, 0] if outputs.shape[1] == 1 else outputs  # orjson writes numpy arrays directly
     classes = model.manifest["class_names"]
     labels = outputs.argmax(axis=1)
     return [{"label": classes[label], "probabilities": dict(zip(classes, row))}

@@ -101,7 +101,7 @@ def format_outputs(model: ServedModel, outputs: np.ndarray, requested: list | No
             raise InvalidInput(f"unknown output {unknown[0]!r} requested; model {model.name!r} has "
                                f"{', '.join(available)}")
     tensors = {available[0]: {"name": available[0], "datatype": "FP32", "shape": list(outputs.shape),
-                              "data": outputs.reshape(-1).tolist()}}
+                              "data": outputs.reshape(-1)}}
     if "label" in available:
         classes = model.manifest["class_names"]
         tensors["label"] = {"name": "label", "datatype": "BYTES", "shape": [outputs.shape[0]],

@@ -71,7 +71,7 @@ class ModelRegistry:
             schema, pad_id = FeatureSchema(tuple(manifest["feature_names"])), None
         metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
         batcher = ModelBatcher(artifacts.name, engine, self.config.backend, pad_id, self.config.max_batch_size,
-                               self.config.max_latency_ms)
+                               self.config.max_latency_ms, self.config.batching)
         metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=self.config.backend,
                                   device=device).set(1)
         log.info("loaded %s (%s on %s)", artifacts.tag, self.config.backend, device)

@@ -26,9 +26,13 @@ V1_EXAMPLE = [[120.0, 15.0]]
 V2_EXAMPLE = [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [120.0, 15.0]}]
 
 
+UNTRACED_ROUTES = [] if CONFIG.tracing else ["/v1/models/", "/v2/", "/livez", "/readyz", "/metrics"]
+
+
 @bentoml.asgi_app(build_metadata_app(REGISTRY, bentoml.__version__), path="/")
 @bentoml.service(name="modelserve", workers=CONFIG.workers, traffic={"timeout": 60},
-                 metrics={"enabled": True}, logging={"access": {"enabled": False}})
+                 metrics={"enabled": True}, logging={"access": {"enabled": False}},
+                 tracing={"excluded_urls": UNTRACED_ROUTES})
 class ModelServe:
     def __init__(self) -> None:
         REGISTRY.load()

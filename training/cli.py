@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", help="comma-separated store tags (default: regression, mlp, transformer :latest)")
     serve.add_argument("--backend", choices=("onnx", "torchscript"))
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    serve.add_argument("--batching", choices=("true", "false"), help="adaptive batching across requests")
     for flag in SERVE_INT_FLAGS:
         serve.add_argument(f"--{flag}", type=_positive)
 
@@ -72,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     import shutil
 
     env = dict(os.environ)
-    for name in ("models", "backend", "device", *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
+    for name in ("models", "backend", "device", "batching", *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
         value = getattr(args, name)
         if value is not None:
             env[f"MODELSERVE_{name.upper()}"] = str(value)

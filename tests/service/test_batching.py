@@ -47,3 +47,24 @@ def test_burst_of_2000_concurrent_requests_all_answered_correctly(onnx_server, t
     got = np.array([body["predictions"][0] for _, body in replies])
     np.testing.assert_allclose(got, expected_prices(trained, rows), rtol=1e-5)  # each its own answer
     assert httpx.get(f"{onnx_server.url}/readyz").status_code == 200
+
+
+def test_batching_off_serves_each_request_alone(trained, tmp_path_factory):
+    from tests.servers import start
+
+    server = start(tmp_path_factory, "unbatched", batching="false", max_batch_size=64)
+    try:
+        rows = np.random.default_rng(3).uniform([40, 0], [250, 60], size=(100, 2)).astype(np.float32)
+        replies = asyncio.run(fire(server.url, rows, concurrency=32))
+        assert all(status == 200 for status, _ in replies)
+        np.testing.assert_allclose([body["predictions"][0] for _, body in replies], expected_prices(trained, rows),
+                                   rtol=1e-5)
+        big = np.random.default_rng(4).uniform([40, 0], [250, 60], size=(150, 2)).astype(np.float32)
+        reply = httpx.post(f"{server.url}/v1/models/regression:predict", json={"instances": big.tolist()}, timeout=30)
+        np.testing.assert_allclose(reply.json()["predictions"], expected_prices(trained, big), rtol=1e-5)
+        metrics = scrape(server.url)
+        key = 'modelserve_rows_per_engine_call_{}{{model="regression"}}'
+        assert metrics[key.format("count")] == 100 + 3  # one call per request; 150 rows in 64 + 64 + 22
+        assert metrics[key.format("sum")] == 250
+    finally:
+        server.stop()

@@ -29,3 +29,10 @@ def test_every_bad_setting_is_named_at_once():
 def test_non_integer_is_named():
     with pytest.raises(ValueError, match="MODELSERVE_WORKERS must be an integer, got 'two'"):
         ServeConfig.from_env({"MODELSERVE_WORKERS": "two"})
+
+
+def test_batching_switch():
+    assert ServeConfig.from_env({}).batching is True
+    assert ServeConfig.from_env({"MODELSERVE_BATCHING": "false"}).batching is False
+    with pytest.raises(ValueError, match="MODELSERVE_BATCHING must be true or false, got 'maybe'"):
+        ServeConfig.from_env({"MODELSERVE_BATCHING": "maybe"})

@@ -1,0 +1,42 @@
+"""Peer: a hand-written async FastAPI + ONNX Runtime server, one session.run per request, no batching.
+
+Runs in its own virtual environment (benchmarks/serving.py makes it). Usage:
+    python fastapi_onnx.py PORT NAME=MODEL.onnx [NAME=MODEL.onnx ...]
+"""
+
+import sys
+
+import numpy as np
+import onnxruntime
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+
+port = int(sys.argv[1])
+options = onnxruntime.SessionOptions()
+options.intra_op_num_threads = 1
+sessions = {}
+for spec in sys.argv[2:]:
+    name, path = spec.split("=", 1)
+    session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    sessions[name] = (session, session.get_inputs()[0].name, session.get_inputs()[0].type)
+
+app = FastAPI()
+
+
+@app.get("/health")
+async def health() -> dict:
+    return {"ok": True}
+
+
+@app.post("/v1/models/{name}:predict")
+async def predict(name: str, request: Request) -> dict:
+    if name not in sessions:
+        raise HTTPException(404, f"unknown model {name}")
+    session, input_name, input_type = sessions[name]
+    body = await request.json()
+    dtype = np.int64 if "int64" in input_type else np.float32
+    outputs = session.run(None, {input_name: np.asarray(body["instances"], dtype=dtype)})[0]
+    return {"predictions": outputs.tolist()}
+
+
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -1,0 +1,25 @@
+"""Peer: a minimal stock BentoML 1.4 service with adaptive batching, as the BentoML examples write it.
+
+    STOCK_ONNX=model.onnx bentoml serve benchmarks.peers.stock_bentoml:Stock --port PORT
+Request: POST /predict {"inputs": [[...one row...]]}
+"""
+
+import os
+
+import bentoml
+import numpy as np
+import onnxruntime
+
+
+@bentoml.service
+class Stock:
+    def __init__(self) -> None:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(os.environ["STOCK_ONNX"], sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: inputs})[0]

@@ -1,0 +1,16 @@
+-- wrk script: POST the JSON body in $WRK_BODY_FILE; print one JSON line of results at the end.
+-- Latencies are in microseconds; errors.status counts non-2xx/3xx answers (never counted as served).
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = assert(io.open(os.getenv("WRK_BODY_FILE"), "r"))
+wrk.body = file:read("*a")
+file:close()
+
+done = function(summary, latency, requests)
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "connect_errors": %d, "read_errors": %d, "write_errors": %d, ' ..
+    '"status_errors": %d, "timeouts": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max))
+end
