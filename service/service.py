@@ -1,5 +1,6 @@
 """The BentoML service: API declarations and wiring. The work is in the modules beside it."""
 
+import gc
 from typing import Any
 
 import bentoml
@@ -40,6 +41,11 @@ class ModelServe:
     @bentoml.on_startup
     async def warm_up(self) -> None:
         await REGISTRY.warm_up()
+        # torch, onnx and bentoml leave ~175,000 objects that live as long as the worker; a full garbage
+        # collection walks them all (~70 ms), which showed as a p99 of 100+ ms at any load. Freezing
+        # them keeps collections to what requests allocate.
+        gc.collect()
+        gc.freeze()
 
     async def __is_ready__(self) -> bool:
         return REGISTRY.ready
