@@ -19,7 +19,8 @@ class Stock:
         self.session = onnxruntime.InferenceSession(os.environ["STOCK_ONNX"], sess_options=options,
                                                     providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.dtype = np.int64 if "int64" in self.session.get_inputs()[0].type else np.float32
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: inputs})[0]
+        return self.session.run(None, {self.input_name: inputs.astype(self.dtype, copy=False)})[0]
