@@ -102,8 +102,8 @@ class Modelserve(System):
         self._spawn([sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                     env)
 
-    def request(self, model: str) -> tuple[str, dict]:
-        return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]]}
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]] * k}
 
 
 class StockBentoml(System):
@@ -117,8 +117,8 @@ class StockBentoml(System):
         self._spawn([bentoml_cli, "serve", "benchmarks.peers.stock_bentoml:Stock", "--port", str(self.port)],
                     {"STOCK_ONNX": str(dirs[model] / "model.onnx")})
 
-    def request(self, model: str) -> tuple[str, dict]:
-        return "/predict", {"inputs": [EXAMPLE[model]]}
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        return "/predict", {"inputs": [EXAMPLE[model]] * k}
 
 
 def peer_venv(name: str, packages: list[str]) -> Path:
@@ -138,8 +138,8 @@ class FastapiPeer(System):
         self._spawn([str(python), str(BENCH / "peers" / "fastapi_onnx.py"), str(self.port),
                      *(f"{m}={dirs[m] / 'model.onnx'}" for m in MODELS)], health="/health")
 
-    def request(self, model: str) -> tuple[str, dict]:
-        return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]]}
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]] * k}
 
 
 WORKERS = str(os.cpu_count() or 1)  # one service worker per core: the configuration this benchmark recommends
@@ -158,7 +158,7 @@ SYSTEMS = {
 
 # ---------------------------------------------------------------- measurement
 
-def run_wrk(url: str, body: dict, concurrency: int, seconds: float) -> dict:
+def run_wrk(url: str, body: dict, concurrency: int, seconds: float, rows_per_request: int = 1) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(body, f)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -172,7 +172,7 @@ def run_wrk(url: str, body: dict, concurrency: int, seconds: float) -> dict:
         + stats["timeouts"]
     served = stats["requests"] - stats["status_errors"]
     seconds_run = stats["duration_us"] / 1e6
-    return {"rows_per_s": served / seconds_run, "errors": errors, "p50_ms": stats["p50_us"] / 1e3,
+    return {"rows_per_s": served * rows_per_request / seconds_run, "errors": errors, "p50_ms": stats["p50_us"] / 1e3,
             "p95_ms": stats["p95_us"] / 1e3, "p99_ms": stats["p99_us"] / 1e3,
             "wrk_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
@@ -185,6 +185,16 @@ def rows_per_call(url: str, model: str) -> tuple[float, float]:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
     return value("sum"), value("count")
+
+
+def tree_rss_mb(process: subprocess.Popen | None) -> float:
+    """Resident memory of a server and all its worker processes, in MiB."""
+    import psutil
+
+    if process is None or process.poll() is not None:
+        return 0.0
+    root = psutil.Process(process.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
 def raw_engine(dirs: dict[str, Path], model: str, seconds: float) -> dict:
@@ -208,9 +218,9 @@ def raw_engine(dirs: dict[str, Path], model: str, seconds: float) -> dict:
 
 
 def benchmark(system_keys: list[str], models: list[str], concurrencies: list[int], seconds: float,
-              warmup: float) -> dict:
+              warmup: float, bulk: bool = True) -> dict:
     dirs = model_dirs()
-    results = {"raw": {m: raw_engine(dirs, m, seconds) for m in models}, "systems": {}}
+    results = {"raw": {m: raw_engine(dirs, m, seconds) for m in models}, "systems": {}, "bulk": {}, "rss_mb": {}}
     for key in system_keys:
         system = SYSTEMS[key]()
         rows = results["systems"].setdefault(system.name, {})
@@ -231,6 +241,15 @@ def benchmark(system_keys: list[str], models: list[str], concurrencies: list[int
                     rows.setdefault(model, {})[str(concurrency)] = point
                     print(f"{system.name:36s} {model:12s} c={concurrency:<4d} {point['rows_per_s']:9,.0f} rows/s "
                           f"p99 {point['p99_ms']:7.1f} ms errors {point['errors']}", flush=True)
+                if bulk:  # 64 instances per request at concurrency 8, against the raw engine at batch 64
+                    path, body = system.request(model, 64)
+                    point = run_wrk(system.url + path, body, 8, seconds, rows_per_request=64)
+                    point["served_over_raw_batch64"] = point["rows_per_s"] / results["raw"][model]["batch64_rows_per_s"]
+                    results["bulk"].setdefault(system.name, {})[model] = point
+                    print(f"{system.name:36s} {model:12s} bulk 64x8 {point['rows_per_s']:9,.0f} rows/s "
+                          f"({point['served_over_raw_batch64']:.2f} of raw batch 64) errors {point['errors']}",
+                          flush=True)
+            results["rss_mb"][system.name] = tree_rss_mb(system.process)
         finally:
             system.stop()
     return results
@@ -260,7 +279,19 @@ def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) 
                              f"{p['p95_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | {call} | "
                              f"{p['served_over_raw_batch1']:.2f} | {p['wrk_cpu_s']:.1f} |")
         lines.append("")
-    (out / f"{stem}.md").write_text("\n".join(lines))
+    if results["bulk"]:
+        lines += ["## Bulk: 64 instances per request, concurrency 8", "",
+                  "| system | model | rows/s | of raw engine at batch 64 | p99 ms | errors |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for system, per_model in results["bulk"].items():
+            for model, p in per_model.items():
+                lines.append(f"| {system} | {model} | {p['rows_per_s']:,.0f} | {p['served_over_raw_batch64']:.2f} | "
+                             f"{p['p99_ms']:.1f} | {p['errors']} |")
+        lines.append("")
+    lines += ["## Memory: resident set of the server and its workers after the runs above", "",
+              "| system | RSS MiB |", "|---|---:|"]
+    lines += [f"| {system} | {mb:,.0f} |" for system, mb in results["rss_mb"].items()]
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     plot(results, out / f"{stem}.png", concurrencies)
 
 

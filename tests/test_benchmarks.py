@@ -29,3 +29,6 @@ def test_serving_benchmark_runs_and_writes_results(trained, tmp_path):
     assert point["rows_per_s"] > 0 and point["errors"] == 0 and point["rows_per_engine_call"] >= 1
     assert result["raw"]["transformer"]["batch64_rows_per_s"] > 0
     assert (tmp_path / "serving_quick.png").read_bytes()[:4] == b"\x89PNG"
+    bulk = result["bulk"][name]["transformer"]
+    assert bulk["rows_per_s"] > 0 and bulk["errors"] == 0 and bulk["served_over_raw_batch64"] > 0
+    assert result["rss_mb"][name] > 100  # a server with torch and the models loaded
