@@ -3,18 +3,25 @@
 Both take a numpy batch (float32 features (B, F) or int64 ids (B, L)) and return float32 (B, K).
 """
 
+import ctypes
 import logging
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
-import torch
 
 log = logging.getLogger(__name__)
 
 
 def cuda_available() -> bool:
-    return torch.cuda.is_available()
+    """Whether the NVIDIA driver reports a GPU, asked through libcuda so the ONNX backend need not import
+    torch (about 350 MB per worker)."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return libcuda.cuInit(0) == 0 and libcuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
 
 
 def resolve_device(requested: str) -> str:
@@ -54,11 +61,15 @@ class TorchScriptEngine:
     backend = "torchscript"
 
     def __init__(self, path: Path, device: str, threads: int) -> None:
+        import torch  # only this backend needs it
+
         torch.set_num_threads(threads)
+        self.torch = torch
         self.device = device
         self.module = torch.jit.load(str(path), map_location=device).eval()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
         with torch.inference_mode():
             out = self.module(torch.from_numpy(batch).to(self.device, non_blocking=True))
         return out.float().cpu().numpy()
