@@ -1,11 +1,12 @@
 """Find a model in the store and check every file against the manifest's sha256 before anything loads it."""
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
+
+from models.manifest import MANIFEST, sha256_of
 
 
 class ArtifactError(RuntimeError):
@@ -25,14 +26,6 @@ class ModelArtifacts:
         return self.tag.split(":", 1)[1]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_artifacts(ref: str) -> ModelArtifacts:
     """Resolve `ref` (NAME:VERSION or NAME:latest) and verify its files."""
     try:
@@ -40,7 +33,7 @@ def load_artifacts(ref: str) -> ModelArtifacts:
     except bentoml.exceptions.NotFound:
         raise ArtifactError(f"model {ref!r} is not in the model store; train it with `modelserve train`") from None
     path = Path(model.path)
-    manifest_path = path / "manifest.json"
+    manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise ArtifactError(f"{model.tag}: {manifest_path} is missing; this is not a modelserve model")
     manifest = json.loads(manifest_path.read_text())
@@ -48,7 +41,7 @@ def load_artifacts(ref: str) -> ModelArtifacts:
         file = path / filename
         if not file.is_file():
             raise ArtifactError(f"{model.tag}: file {filename} listed in the manifest is missing ({file})")
-        if _sha256(file) != expected:
+        if sha256_of(file) != expected:
             raise ArtifactError(f"{model.tag}: file {filename} does not match its sha256 in the manifest; "
                                 "it was altered or corrupted after training")
     return ModelArtifacts(name=model.tag.name, tag=str(model.tag), path=path, manifest=manifest)

@@ -12,11 +12,11 @@ import onnxruntime
 import torch
 
 from models import ByteTokenizer, config_to_dict, input_kind
+from models.manifest import MANIFEST, sha256_of
 from training.data import Dataset
 from training.export import PARITY_TOLERANCE, ServingGraph, export_onnx, export_torchscript, parity_cases
 from training.loop import TrainConfig, TrainResult, primary_metric
 from training.report import plot_loss_curve
-from training.store import MANIFEST, sha256_of
 
 CHECKPOINT = "checkpoint.pt"
 TORCHSCRIPT = "model.pt"

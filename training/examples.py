@@ -3,8 +3,9 @@
 import json
 from pathlib import Path
 
+from models.manifest import MANIFEST
 from training.data import HOUSING_COEFFICIENTS
-from training.store import MANIFEST, list_models
+from training.store import list_models
 
 EXAMPLE_TEXT = ["xqazzbk", "kbzzaq"]  # the order task: is 'a' before 'b'?
 

@@ -7,7 +7,6 @@ has the whole model or none of it.
 """
 
 import errno
-import hashlib
 import os
 import shutil
 import time
@@ -18,16 +17,7 @@ import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
 
-MANIFEST = "manifest.json"
 PROJECT_LABEL = {"project": "modelserve"}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def store_root() -> Path:
@@ -88,4 +78,4 @@ def has_model(name: str) -> bool:
     return any(m.tag.name == name for m in list_models())
 
 
-__all__ = ["MANIFEST", "save_model", "list_models", "has_model", "sha256_of", "store_root", "clean_staging"]
+__all__ = ["save_model", "list_models", "has_model", "store_root", "clean_staging"]
