@@ -1,348 +1,209 @@
 """Serving benchmark: modelserve beside the raw engine and the servers users would otherwise pick.
 
 Every system serves the same ONNX files from the model store, on 127.0.0.1, one after another in
-one run, loaded by wrk (Debian's package) with one instance per request. Non-2xx answers are
-counted as errors, never as throughput. Results go to benchmarks/results/serving.{json,md,png}.
+one run, loaded by wrk (Debian's package) with one instance per request, then with 64 instances per
+request. Non-2xx answers are counted as errors, never as throughput. Also: the raw engine at the
+batch sizes the batcher formed, peak memory per system, and modelserve's memory against its max
+batch size. Results go to benchmarks/results/serving.{json,md,png}.
 
-    python benchmarks/serving.py                       # all systems, concurrency 1 8 32 64 128
+    python benchmarks/serving.py                       # every system, concurrency 1 8 32 64 128
     python benchmarks/serving.py --quick               # a short window: proves the script works
     python benchmarks/serving.py --systems modelserve,fastapi --models transformer --concurrency 64
+    python benchmarks/serving.py --models transformer-heavy --systems modelserve,modelserve-unbatched \
+        --concurrency 64 --stem heavy                  # d_model 256, 4 layers, 128 tokens
 """
 
 import argparse
-import json
 import os
 import platform
-import resource
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import dataclass, field
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import numpy as np
-import onnxruntime
+from measure import engine_calls, raw_engine, raw_output, run_wrk, tree_rss_mb
+from serving_report import write_report
+from systems import BENCH, REPO, SYSTEMS, WORKERS, Modelserve, System
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "benchmarks"
-VENVS = BENCH / ".venvs"
 MODELS = ("regression", "mlp", "transformer")
-EXAMPLE = {"regression": [120.0, 15.0], "mlp": [0.5],
-           "transformer": [(ord(c) + 4) for c in "xqazbkxqazbkxqazbkxqazbkxqazbkzb"]}  # 32 byte tokens
+HEAVY_RECIPE = BENCH / "heavy_transformer.toml"
+BULK_ROWS, BULK_CONCURRENCY = 64, 8
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def model_dirs() -> dict[str, Path]:
-    """Latest version of each default model in the store ($BENTOML_HOME), training what is missing."""
-    for model in MODELS:
-        subprocess.run([sys.executable, "-m", "training.cli", "train", model, "--if-missing"], cwd=REPO, check=True,
-                       capture_output=True)
+def model_dirs(models: list[str]) -> dict[str, Path]:
+    """Latest version of each model in the store ($BENTOML_HOME), training what is missing."""
+    for model in models:
+        train = [sys.executable, "-m", "training.cli", "train"]
+        if model == "transformer-heavy":
+            command = [*train, "transformer", "--name", model, "--config", str(HEAVY_RECIPE), "--if-missing"]
+        else:
+            command = [*train, model, "--if-missing"]
+        subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
-    return {m: home / "models" / m / (home / "models" / m / "latest").read_text().strip() for m in MODELS}
+    return {m: home / "models" / m / (home / "models" / m / "latest").read_text().strip() for m in models}
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} did not come up")
+class PeakMemory:
+    """Samples the resident memory of a server's process tree every 0.2 s; keeps the peak."""
 
+    def __init__(self, system: System) -> None:
+        self.system, self.peak_mb = system, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-# ---------------------------------------------------------------- systems under test
-
-@dataclass
-class System:
-    name: str
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-    has_metrics: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
             try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
+                self.peak_mb = max(self.peak_mb, tree_rss_mb(self.system.process))
+            except Exception:  # a worker exiting between listing and reading: the next sample catches up
+                pass
 
-    def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz") -> None:
-        self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_until_up(self.url + health, self.process)
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
 
-
-class Modelserve(System):
-    def __init__(self, name: str, **settings: str) -> None:
-        super().__init__(name, has_metrics=True)
-        self.settings = settings
-
-    def start(self, dirs: dict[str, Path]) -> None:
-        env = {f"MODELSERVE_{k.upper()}": v for k, v in self.settings.items()}
-        self._spawn([sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                    env)
-
-    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
-        return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]] * k}
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
-class StockBentoml(System):
-    def start(self, dirs: dict[str, Path]) -> None:
-        self.model = None
-
-    def start_model(self, model: str, dirs: dict[str, Path]) -> None:
-        self.stop()
-        self.port = free_port()
-        bentoml_cli = str(Path(sys.executable).parent / "bentoml")
-        self._spawn([bentoml_cli, "serve", "benchmarks.peers.stock_bentoml:Stock", "--port", str(self.port)],
-                    {"STOCK_ONNX": str(dirs[model] / "model.onnx")})
-
-    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
-        return "/predict", {"inputs": [EXAMPLE[model]] * k}
+def check_answer(system: System, model: str, onnx_file: Path) -> float:
+    """Every system must compute what the raw engine computes; a benchmark of wrong answers is worthless."""
+    served = np.asarray(system.answer(model), dtype=np.float64)
+    expected = np.ravel(raw_output(onnx_file, model)).astype(np.float64)
+    if served.shape != expected.shape or not np.allclose(served, expected, atol=1e-4, rtol=1e-4):
+        raise RuntimeError(f"{system.name} answered {served[:4]} for {model}; the raw engine gives {expected[:4]}")
+    return float(np.max(np.abs(served - expected)))
 
 
-def peer_venv(name: str, packages: list[str]) -> Path:
-    """A peer's own virtual environment (peers do not share pins with bentoml); made once, kept in .venvs/."""
-    venv = VENVS / name
-    python = venv / "bin" / "python"
-    if not (venv / ".ready").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
-        (venv / ".ready").touch()
-    return python
+def measure_model(system: System, model: str, concurrencies: list[int], seconds: float, warmup: float,
+                  bulk: bool) -> tuple[dict, dict | None]:
+    path, body = system.request(model)
+    run_wrk(system.url + path, body, max(concurrencies), warmup)  # warm-up, not recorded
+    points = {}
+    for concurrency in concurrencies:
+        before = engine_calls(system.url, model) if system.has_metrics else None
+        point = run_wrk(system.url + path, body, concurrency, seconds)
+        if before:
+            after = engine_calls(system.url, model)
+            point["rows_per_engine_call"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+        points[str(concurrency)] = point
+        print(f"{system.name:40s} {model:17s} c={concurrency:<4d} {point['rows_per_s']:9,.0f} rows/s "
+              f"p99 {point['p99_ms']:7.1f} ms errors {point['errors']}", flush=True)
+    if not bulk:
+        return points, None
+    path, body = system.request(model, BULK_ROWS)
+    bulk_point = run_wrk(system.url + path, body, BULK_CONCURRENCY, seconds, rows_per_request=BULK_ROWS)
+    print(f"{system.name:40s} {model:17s} bulk {BULK_ROWS}x{BULK_CONCURRENCY} {bulk_point['rows_per_s']:9,.0f} rows/s "
+          f"errors {bulk_point['errors']}", flush=True)
+    return points, bulk_point
 
 
-class FastapiPeer(System):
-    def start(self, dirs: dict[str, Path]) -> None:
-        python = peer_venv("fastapi", ["fastapi", "uvicorn", "onnxruntime", "numpy"])
-        self._spawn([str(python), str(BENCH / "peers" / "fastapi_onnx.py"), str(self.port),
-                     *(f"{m}={dirs[m] / 'model.onnx'}" for m in MODELS)], health="/health")
-
-    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
-        return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]] * k}
-
-
-WORKERS = str(os.cpu_count() or 1)  # one service worker per core: the configuration this benchmark recommends
-
-SYSTEMS = {
-    "modelserve": lambda: Modelserve(f"modelserve (batched, onnx, {WORKERS} workers)", workers=WORKERS),
-    "modelserve-torchscript": lambda: Modelserve(f"modelserve (batched, torchscript, {WORKERS} workers)",
-                                                 backend="torchscript", workers=WORKERS),
-    "modelserve-unbatched": lambda: Modelserve(f"modelserve (unbatched, {WORKERS} workers)", batching="false",
-                                               workers=WORKERS),
-    "modelserve-1w": lambda: Modelserve("modelserve (batched, onnx, 1 worker)"),
-    "stock-bentoml": lambda: StockBentoml("stock BentoML (batched)"),
-    "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
-}
-
-
-# ---------------------------------------------------------------- measurement
-
-def run_wrk(url: str, body: dict, concurrency: int, seconds: float, rows_per_request: int = 1) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(body, f)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s",
-                          str(BENCH / "wrk_post.lua"), url], capture_output=True, text=True, check=True,
-                         env={**os.environ, "WRK_BODY_FILE": f.name})
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    os.unlink(f.name)
-    stats = json.loads(out.stdout.strip().splitlines()[-1])
-    errors = stats["connect_errors"] + stats["read_errors"] + stats["write_errors"] + stats["status_errors"] \
-        + stats["timeouts"]
-    served = stats["requests"] - stats["status_errors"]
-    seconds_run = stats["duration_us"] / 1e6
-    return {"rows_per_s": served * rows_per_request / seconds_run, "errors": errors, "p50_ms": stats["p50_us"] / 1e3,
-            "p95_ms": stats["p95_us"] / 1e3, "p99_ms": stats["p99_us"] / 1e3,
-            "wrk_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
-
-
-def rows_per_call(url: str, model: str) -> tuple[float, float]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    def value(suffix):
-        for line in text.splitlines():
-            if line.startswith(f'modelserve_rows_per_engine_call_{suffix}{{model="{model}"}}'):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-    return value("sum"), value("count")
-
-
-def tree_rss_mb(process: subprocess.Popen | None) -> float:
-    """Resident memory of a server and all its worker processes, in MiB."""
-    import psutil
-
-    if process is None or process.poll() is not None:
-        return 0.0
-    root = psutil.Process(process.pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
-
-
-def raw_engine(dirs: dict[str, Path], model: str, seconds: float) -> dict:
-    """ONNX Runtime in-process, one thread: rows/s at batch 1 and at batch 64."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(dirs[model] / "model.onnx"), sess_options=options,
-                                           providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    dtype = np.int64 if model == "transformer" else np.float32
+def memory_by_max_batch(dirs: dict[str, Path], models: list[str], sizes: list[int], seconds: float) -> dict:
+    """modelserve's memory (all models loaded) idle and at its peak under bulk load, per max batch size."""
     result = {}
-    for batch in (1, 64):
-        x = np.asarray([EXAMPLE[model]] * batch, dtype=dtype)
-        session.run(None, {name: x})
-        calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            session.run(None, {name: x})
-            calls += 1
-        result[f"batch{batch}_rows_per_s"] = calls * batch / (time.perf_counter() - started)
+    heaviest = models[-1]
+    for size in sizes:
+        system = Modelserve(f"max_batch_size {size}", workers=WORKERS, max_batch_size=str(size))
+        try:
+            system.start(dirs, models)
+            idle = tree_rss_mb(system.process)
+            with PeakMemory(system) as peak:
+                path, body = system.request(heaviest, BULK_ROWS)
+                point = run_wrk(system.url + path, body, BULK_CONCURRENCY, seconds, rows_per_request=BULK_ROWS)
+            result[str(size)] = {"idle_mb": idle, "peak_mb": max(peak.peak_mb, idle), "model": heaviest,
+                                 "rows_per_s": point["rows_per_s"], "errors": point["errors"]}
+            print(f"max_batch_size {size:4d}: idle {idle:6.0f} MiB, peak {result[str(size)]['peak_mb']:6.0f} MiB "
+                  f"under bulk {heaviest}", flush=True)
+        finally:
+            system.stop()
     return result
 
 
 def benchmark(system_keys: list[str], models: list[str], concurrencies: list[int], seconds: float,
               warmup: float, bulk: bool = True) -> dict:
-    dirs = model_dirs()
-    results = {"raw": {m: raw_engine(dirs, m, seconds) for m in models}, "systems": {}, "bulk": {}, "rss_mb": {}}
+    dirs = model_dirs(models)
+    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}}
     for key in system_keys:
         system = SYSTEMS[key]()
         rows = results["systems"].setdefault(system.name, {})
+        groups = [[m] for m in models] if system.one_model_at_a_time else [models]
+        peak = 0.0
         try:
-            system.start(dirs)
-            for model in models:
-                if isinstance(system, StockBentoml):
-                    system.start_model(model, dirs)
-                path, body = system.request(model)
-                run_wrk(system.url + path, body, max(concurrencies), warmup)  # warm-up, not recorded
-                for concurrency in concurrencies:
-                    before = rows_per_call(system.url, model) if system.has_metrics else None
-                    point = run_wrk(system.url + path, body, concurrency, seconds)
-                    if before:
-                        after = rows_per_call(system.url, model)
-                        point["rows_per_engine_call"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
-                    point["served_over_raw_batch1"] = point["rows_per_s"] / results["raw"][model]["batch1_rows_per_s"]
-                    rows.setdefault(model, {})[str(concurrency)] = point
-                    print(f"{system.name:36s} {model:12s} c={concurrency:<4d} {point['rows_per_s']:9,.0f} rows/s "
-                          f"p99 {point['p99_ms']:7.1f} ms errors {point['errors']}", flush=True)
-                if bulk:  # 64 instances per request at concurrency 8, against the raw engine at batch 64
-                    path, body = system.request(model, 64)
-                    point = run_wrk(system.url + path, body, 8, seconds, rows_per_request=64)
-                    point["served_over_raw_batch64"] = point["rows_per_s"] / results["raw"][model]["batch64_rows_per_s"]
-                    results["bulk"].setdefault(system.name, {})[model] = point
-                    print(f"{system.name:36s} {model:12s} bulk 64x8 {point['rows_per_s']:9,.0f} rows/s "
-                          f"({point['served_over_raw_batch64']:.2f} of raw batch 64) errors {point['errors']}",
-                          flush=True)
-            results["rss_mb"][system.name] = tree_rss_mb(system.process)
+            for group in groups:
+                system.start(dirs, group)
+                with PeakMemory(system) as memory:
+                    for model in group:
+                        check_answer(system, model, dirs[model] / "model.onnx")
+                        rows[model], bulk_point = measure_model(system, model, concurrencies, seconds, warmup, bulk)
+                        if bulk_point:
+                            results["bulk"].setdefault(system.name, {})[model] = bulk_point
+                peak = max(peak, memory.peak_mb)
+            results["peak_rss_mb"][system.name] = peak
         finally:
             system.stop()
+    results["raw"] = raw_at_formed_batches(dirs, models, results, seconds)
     return results
 
 
-# ---------------------------------------------------------------- reporting
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
-    lines = [f"# Serving benchmark ({results['date']})", "", f"Machine: {results['machine']}. One instance per "
-             f"request, wrk with 1 thread, {results['seconds']} s windows after a warm-up; every system in turn "
-             "in one run. Non-2xx answers count as errors, not throughput.", ""]
-    for model, raw in results["raw"].items():
-        lines += [f"## {model}", "", f"Raw engine (ONNX Runtime, 1 thread, in-process): "
-                  f"{raw['batch1_rows_per_s']:,.0f} rows/s at batch 1, {raw['batch64_rows_per_s']:,.0f} at batch 64.",
-                  "", "| system | concurrency | rows/s | p50 ms | p95 ms | p99 ms | errors | rows/engine call | "
-                  "served/raw (batch 1) | wrk CPU s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for system, per_model in results["systems"].items():
-            for concurrency, p in per_model.get(model, {}).items():
-                call = f"{p['rows_per_engine_call']:.1f}" if "rows_per_engine_call" in p else ""
-                lines.append(f"| {system} | {concurrency} | {p['rows_per_s']:,.0f} | {p['p50_ms']:.1f} | "
-                             f"{p['p95_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | {call} | "
-                             f"{p['served_over_raw_batch1']:.2f} | {p['wrk_cpu_s']:.1f} |")
-        lines.append("")
-    if results["bulk"]:
-        lines += ["## Bulk: 64 instances per request, concurrency 8", "",
-                  "| system | model | rows/s | of raw engine at batch 64 | p99 ms | errors |",
-                  "|---|---|---:|---:|---:|---:|"]
-        for system, per_model in results["bulk"].items():
-            for model, p in per_model.items():
-                lines.append(f"| {system} | {model} | {p['rows_per_s']:,.0f} | {p['served_over_raw_batch64']:.2f} | "
-                             f"{p['p99_ms']:.1f} | {p['errors']} |")
-        lines.append("")
-    lines += ["## Memory: resident set of the server and its workers after the runs above", "",
-              "| system | RSS MiB |", "|---|---:|"]
-    lines += [f"| {system} | {mb:,.0f} |" for system, mb in results["rss_mb"].items()]
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    plot(results, out / f"{stem}.png", concurrencies)
-
-
-def plot(results: dict, path: Path, concurrencies: list[int]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = list(results["raw"])
-    fig, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
-    for col, model in enumerate(models):
-        for system, per_model in results["systems"].items():
-            points = per_model.get(model, {})
-            xs = [int(c) for c in points]
-            axes[0][col].plot(xs, [points[c]["rows_per_s"] for c in points], marker="o", label=system)
-            axes[1][col].plot(xs, [points[c]["p99_ms"] for c in points], marker="o", label=system)
-        axes[0][col].set_title(f"{model}: throughput")
-        axes[0][col].set_ylabel("rows/s")
-        axes[1][col].set_title(f"{model}: p99 latency")
-        axes[1][col].set_ylabel("ms")
-        axes[1][col].set_yscale("log")
-        for ax in axes[:, col]:
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel("concurrency")
-            ax.set_xticks(concurrencies, [str(c) for c in concurrencies])
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+def raw_at_formed_batches(dirs: dict[str, Path], models: list[str], results: dict, seconds: float) -> dict:
+    """The raw engine at batch 1, at the bulk batch, and at every batch size the batcher formed; then
+    each served figure as a ratio of the raw engine at the matching batch size."""
+    raw = {}
+    for model in models:
+        formed = {max(1, round(p["rows_per_engine_call"])) for per_model in results["systems"].values()
+                  for p in per_model.get(model, {}).values() if "rows_per_engine_call" in p}
+        raw[model] = {str(b): r for b, r in raw_engine(dirs[model] / "model.onnx", model,
+                                                        sorted({1, BULK_ROWS} | formed), min(seconds, 2.0)).items()}
+        for per_model in results["systems"].values():
+            for p in per_model.get(model, {}).values():
+                p["served_over_raw_batch1"] = p["rows_per_s"] / raw[model]["1"]
+                if "rows_per_engine_call" in p:
+                    p["raw_at_formed_batch"] = raw[model][str(max(1, round(p["rows_per_engine_call"])))]
+        for per_model in results["bulk"].values():
+            if model in per_model:
+                point = per_model[model]
+                point["served_over_raw_batch64"] = point["rows_per_s"] / raw[model][str(BULK_ROWS)]
+    return raw
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--systems", help=f"comma-separated, from {', '.join(SYSTEMS)} (default: all)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--concurrency", default="1,8,32,64,128")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--quick", action="store_true", help="1 s windows, concurrency 8, modelserve only")
+    parser.add_argument("--memory-batch-sizes", default="2,16,64,256",
+                        help="modelserve's max batch sizes to measure memory at ('' to skip)")
+    parser.add_argument("--quick", action="store_true", 
+                        help="1 s windows, concurrency 8, modelserve unless --systems says")
+    parser.add_argument("--stem", default="serving", help="results file name stem")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (make bench installs Debian's wrk)")
     if args.quick:
-        args.systems, args.concurrency, args.seconds, args.warmup = "modelserve", "8", 1.0, 0.5
+        args.systems, args.concurrency, args.seconds, args.warmup = args.systems or "modelserve", "8", 1.0, 0.5
+        args.memory_batch_sizes, args.stem = "2,64", f"{args.stem}_quick"
+    args.systems = args.systems or ",".join(SYSTEMS)
+    unknown = sorted(set(args.systems.split(",")) - set(SYSTEMS))
+    if unknown:
+        sys.exit(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    models = args.models.split(",")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    results = benchmark(args.systems.split(","), args.models.split(","), concurrencies, args.seconds, args.warmup)
-    results.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-                    "seconds": args.seconds, "quick": args.quick})
-    write_report(results, args.out, "serving_quick" if args.quick else "serving", concurrencies)
-    print(f"results in {args.out}")
+    results = benchmark(args.systems.split(","), models, concurrencies, args.seconds, args.warmup)
+    if args.memory_batch_sizes:
+        sizes = [int(s) for s in args.memory_batch_sizes.split(",")]
+        results["memory_by_max_batch_size"] = memory_by_max_batch(model_dirs(models), models, sizes, args.seconds)
+    results.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": args.seconds,
+                    "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                    "quick": args.quick, "bulk_rows": BULK_ROWS, "bulk_concurrency": BULK_CONCURRENCY})
+    write_report(results, args.out, args.stem, concurrencies)
+    print(f"results in {args.out / args.stem}.md")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The benchmark scripts run (on a very short window); their figures are not judged here."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,19 +17,43 @@ def test_training_benchmark_runs_and_writes_results(tmp_path):
     assert "| transformer | 1 |" in (tmp_path / "train_throughput_quick.md").read_text()
 
 
-def test_serving_benchmark_runs_and_writes_results(trained, tmp_path):
+def run_serving_benchmark(out, *args: str) -> dict:
     from tests.paths import SESSION_HOME
 
-    env = {**__import__("os").environ, "BENTOML_HOME": str(SESSION_HOME)}
-    subprocess.run([sys.executable, "benchmarks/serving.py", "--quick", "--models", "transformer", "--out",
-                    str(tmp_path)], cwd=REPO, check=True, capture_output=True, timeout=300, env=env)
-    result = json.loads((tmp_path / "serving_quick.json").read_text())
+    env = {**os.environ, "BENTOML_HOME": str(SESSION_HOME)}
+    done = subprocess.run([sys.executable, "benchmarks/serving.py", "--quick", "--models", "transformer", "--out",
+                           str(out), *args], cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "serving_quick.json").read_text())
+
+
+def test_serving_benchmark_runs_and_writes_results(trained, tmp_path):
+    result = run_serving_benchmark(tmp_path)
     (name,) = result["systems"]
     point = result["systems"][name]["transformer"]["8"]
     assert name.startswith("modelserve (batched, onnx")
     assert point["rows_per_s"] > 0 and point["errors"] == 0 and point["rows_per_engine_call"] >= 1
-    assert result["raw"]["transformer"]["batch64_rows_per_s"] > 0
+    raw = result["raw"]["transformer"]
+    assert raw["1"] > 0 and raw["64"] > 0 and point["raw_at_formed_batch"] > 0
     assert (tmp_path / "serving_quick.png").read_bytes()[:4] == b"\x89PNG"
     bulk = result["bulk"][name]["transformer"]
     assert bulk["rows_per_s"] > 0 and bulk["errors"] == 0 and bulk["served_over_raw_batch64"] > 0
-    assert result["rss_mb"][name] > 100  # a server with torch and the models loaded
+    assert result["peak_rss_mb"][name] > 100  # a server with the models loaded
+    memory = result["memory_by_max_batch_size"]
+    assert set(memory) == {"2", "64"} and all(m["errors"] == 0 and m["peak_mb"] >= m["idle_mb"] > 100
+                                               for m in memory.values())
+    assert "| 64 |" in (tmp_path / "serving_quick.md").read_text()
+
+
+def test_serving_benchmark_peers_start_answer_alike_and_stop(trained, tmp_path):
+    """Each peer in its own venv serves the same ONNX file; the script refuses a peer whose answer differs
+    from the raw engine's, so a clean run means every system computed the same prediction."""
+    result = run_serving_benchmark(tmp_path, "--systems", "stock-bentoml,fastapi,ray-serve,mlserver",
+                                   "--memory-batch-sizes", "")
+    assert len(result["systems"]) == 4
+    for name, per_model in result["systems"].items():
+        point = per_model["transformer"]["8"]
+        assert point["rows_per_s"] > 0 and point["errors"] == 0, name
+        assert result["bulk"][name]["transformer"]["errors"] == 0, name
+    leftovers = subprocess.run(["pgrep", "-f", "raylet|mlserver start|fastapi_onnx"], capture_output=True, text=True)
+    assert leftovers.stdout == "", f"peer processes left running: {leftovers.stdout}"

@@ -1,0 +1,88 @@
+"""What the serving benchmark measures: wrk runs, the raw engine in-process, rows per engine call, memory."""
+
+import json
+import os
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime
+from systems import BENCH, EXAMPLE
+
+
+def run_wrk(url: str, body: dict, concurrency: int, seconds: float, rows_per_request: int = 1) -> dict:
+    """One wrk window (1 thread, keep-alive connections). Non-2xx answers are errors, never throughput."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(body, f)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s",
+                          str(BENCH / "wrk_post.lua"), url], capture_output=True, text=True, check=True,
+                         env={**os.environ, "WRK_BODY_FILE": f.name})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    os.unlink(f.name)
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    errors = stats["connect_errors"] + stats["read_errors"] + stats["write_errors"] + stats["status_errors"] \
+        + stats["timeouts"]
+    served = stats["requests"] - stats["status_errors"]
+    seconds_run = stats["duration_us"] / 1e6
+    return {"rows_per_s": served * rows_per_request / seconds_run, "errors": errors, "p50_ms": stats["p50_us"] / 1e3,
+            "p95_ms": stats["p95_us"] / 1e3, "p99_ms": stats["p99_us"] / 1e3,
+            "wrk_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
+
+
+def engine_calls(url: str, model: str) -> tuple[float, float]:
+    """(rows, engine calls) so far, from the service's modelserve_rows_per_engine_call histogram."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+
+    def value(suffix: str) -> float:
+        prefix = f'modelserve_rows_per_engine_call_{suffix}{{model="{model}"}}'
+        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    return value("sum"), value("count")
+
+
+def tree_rss_mb(process: subprocess.Popen | None) -> float:
+    """Resident memory of a server and all its worker processes, in MiB."""
+    import psutil
+
+    if process is None or process.poll() is not None:
+        return 0.0
+    root = psutil.Process(process.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+
+def _session(onnx_file: Path) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _batch(model: str, rows: int) -> np.ndarray:
+    dtype = np.int64 if model.startswith("transformer") else np.float32
+    return np.asarray([EXAMPLE[model]] * rows, dtype=dtype)  # (rows, features or tokens)
+
+
+def raw_output(onnx_file: Path, model: str) -> np.ndarray:
+    """The raw engine's answer for one example: what every served system must return."""
+    session = _session(onnx_file)
+    return session.run(None, {session.get_inputs()[0].name: _batch(model, 1)})[0]
+
+
+def raw_engine(onnx_file: Path, model: str, batch_sizes: list[int], seconds: float) -> dict[int, float]:
+    """ONNX Runtime in-process, one thread, no server: rows/s at each batch size."""
+    session = _session(onnx_file)
+    name = session.get_inputs()[0].name
+    result = {}
+    for batch in batch_sizes:
+        x = _batch(model, batch)
+        session.run(None, {name: x})
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            session.run(None, {name: x})
+            calls += 1
+        result[batch] = calls * batch / (time.perf_counter() - started)
+    return result

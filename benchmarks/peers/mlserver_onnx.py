@@ -1,0 +1,32 @@
+"""Peer launcher: MLServer with adaptive batching on, one model per ONNX file, Open Inference Protocol.
+
+Runs in MLServer's own virtual environment (benchmarks/serving.py makes it). Usage:
+    python mlserver_onnx.py PORT NAME=MODEL.onnx [NAME=MODEL.onnx ...]
+Writes a throwaway model repository (settings.json + one model-settings.json per model) and execs
+`mlserver start` on it. Requests: POST /v2/models/NAME/infer.
+"""
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+port = int(sys.argv[1])
+repository = Path(tempfile.mkdtemp(prefix="mlserver-peer-"))
+(repository / "settings.json").write_text(json.dumps({
+    "host": "127.0.0.1", "http_port": port, "grpc_port": port + 1, "metrics_port": port + 2,
+    "debug": False, "load_models_at_startup": True,
+}))
+for spec in sys.argv[2:]:
+    name, path = spec.split("=", 1)
+    (repository / name).mkdir()
+    (repository / name / "model-settings.json").write_text(json.dumps({
+        "name": name, "implementation": "mlserver_runtime.OnnxModel",
+        "max_batch_size": 64, "max_batch_time": 0.01,  # adaptive batching on: up to 64 rows or 10 ms
+        "parameters": {"uri": path},
+    }))
+peers = str(Path(__file__).resolve().parent)
+os.environ["PYTHONPATH"] = peers + os.pathsep + os.environ.get("PYTHONPATH", "")
+mlserver = str(Path(sys.executable).parent / "mlserver")
+os.execv(mlserver, [mlserver, "start", str(repository)])

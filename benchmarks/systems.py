@@ -1,0 +1,203 @@
+"""The systems the serving benchmark loads: modelserve in its configurations and the peers users would pick.
+
+Each system starts on 127.0.0.1 (peers in their own virtual environments, which do not share pins with
+bentoml), says how a request of k instances looks for it, and stops its whole process group.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+VENVS = BENCH / ".venvs"
+LOGS = BENCH / ".logs"  # each server's output, for when one fails to start
+WORKERS = str(os.cpu_count() or 1)  # one service worker per core: the configuration this benchmark recommends
+
+# One instance of each model, as a client would send it. Token models get byte tokens (ByteTokenizer ids).
+_PATTERN = "xqazbk"
+EXAMPLE = {"regression": [120.0, 15.0], "mlp": [0.5],
+           "transformer": [ord(c) + 4 for c in (_PATTERN * 6)[:32]],          # 32 tokens
+           "transformer-heavy": [ord(c) + 4 for c in (_PATTERN * 22)[:128]]}  # 128 tokens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not come up in {timeout:.0f} s")
+
+
+def peer_venv(name: str, packages: list[str]) -> Path:
+    """A peer's own virtual environment; made once (pip from the package index), kept in .venvs/."""
+    venv = VENVS / name
+    python = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        print(f"making the {name} peer's virtual environment in {venv}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+        (venv / ".ready").touch()
+    return python
+
+
+def _onnx_specs(dirs: dict[str, Path], models: list[str]) -> list[str]:
+    return [f"{m}={dirs[m] / 'model.onnx'}" for m in models]
+
+
+@dataclass
+class System:
+    name: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    has_metrics: bool = False
+    one_model_at_a_time: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        raise NotImplementedError
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        """(path, JSON body) of one request carrying k instances of the model's example."""
+        return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]] * k}
+
+    def answer(self, model: str) -> list[float]:
+        """The system's prediction for one example, flattened: the benchmark checks it against the raw engine."""
+        path, body = self.request(model)
+        response = httpx.post(self.url + path, json=body, timeout=30)
+        response.raise_for_status()
+        return list(np.ravel(self._predictions(response.json())))
+
+    @staticmethod
+    def _predictions(body) -> list:
+        return body["predictions"]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+    def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz") -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = LOGS / f"{self.name.split(' ')[0].lower()}-{self.port}.log"
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until_up(self.url + health, self.process)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.name} did not start ({exc}); the end of {log}:\n{tail}") from None
+
+
+class Modelserve(System):
+    def __init__(self, name: str, **settings: str) -> None:
+        super().__init__(name, has_metrics=True)
+        self.settings = settings
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        env = {f"MODELSERVE_{k.upper()}": v for k, v in {"models": ",".join(models), **self.settings}.items()}
+        self._spawn([sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                    env)
+
+    @staticmethod
+    def _predictions(body) -> list:  # classifiers answer {"label", "probabilities": {class: p}} per instance
+        return [list(p["probabilities"].values()) if isinstance(p, dict) else p for p in body["predictions"]]
+
+
+class StockBentoml(System):
+    """BentoML's own example shape serves one model per service, so it restarts for each model."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, one_model_at_a_time=True)
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        (model,) = models
+        self.stop()
+        self.port = free_port()
+        bentoml_cli = str(Path(sys.executable).parent / "bentoml")
+        self._spawn([bentoml_cli, "serve", "benchmarks.peers.stock_bentoml:Stock", "--port", str(self.port)],
+                    {"STOCK_ONNX": str(dirs[model] / "model.onnx")})
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        return "/predict", {"inputs": [EXAMPLE[model]] * k}
+
+    @staticmethod
+    def _predictions(body) -> list:
+        return body
+
+
+class FastapiPeer(System):
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        python = peer_venv("fastapi", ["fastapi", "uvicorn", "onnxruntime", "numpy"])
+        self._spawn([str(python), str(BENCH / "peers" / "fastapi_onnx.py"), str(self.port),
+                     *_onnx_specs(dirs, models)], health="/health")
+
+
+class RayServePeer(System):
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        python = peer_venv("ray", ["ray[serve]", "onnxruntime", "numpy"])
+        self._spawn([str(python), str(BENCH / "peers" / "ray_serve_onnx.py"), str(self.port),
+                     *_onnx_specs(dirs, models)], health="/health")
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        return f"/{model}", {"instances": [EXAMPLE[model]] * k}
+
+
+class MlserverPeer(System):
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        # uvloop 0.22 refuses asyncio.get_event_loop() outside a loop, which MLServer 1.7's workers call.
+        python = peer_venv("mlserver", ["mlserver", "onnxruntime", "numpy", "uvloop<0.22"])
+        self._spawn([str(python), str(BENCH / "peers" / "mlserver_onnx.py"), str(self.port),
+                     *_onnx_specs(dirs, models)], health="/v2/health/ready")
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        example = EXAMPLE[model]
+        datatype = "INT64" if model.startswith("transformer") else "FP32"
+        tensor = {"name": "input", "shape": [k, len(example)], "datatype": datatype, "data": example * k}
+        return f"/v2/models/{model}/infer", {"inputs": [tensor]}
+
+    @staticmethod
+    def _predictions(body) -> list:
+        return body["outputs"][0]["data"]
+
+
+SYSTEMS = {
+    "modelserve": lambda: Modelserve(f"modelserve (batched, onnx, {WORKERS} workers)", workers=WORKERS),
+    "modelserve-torchscript": lambda: Modelserve(f"modelserve (batched, torchscript, {WORKERS} workers)",
+                                                 backend="torchscript", workers=WORKERS),
+    "modelserve-unbatched": lambda: Modelserve(f"modelserve (unbatched, {WORKERS} workers)", batching="false",
+                                               workers=WORKERS),
+    "modelserve-1w": lambda: Modelserve("modelserve (batched, onnx, 1 worker)"),
+    "stock-bentoml": lambda: StockBentoml("stock BentoML (batched)"),
+    "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
+    "ray-serve": lambda: RayServePeer("Ray Serve (@serve.batch)"),
+    "mlserver": lambda: MlserverPeer("MLServer (adaptive batching)"),
+}
