@@ -77,6 +77,7 @@ def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Data
         "metrics": result.metrics,
         "epochs_run": result.epochs_run,
         "train_samples_per_second": round(result.samples_per_second, 1),
+        "train_samples_per_second_after_first_epoch": round(result.steady_samples_per_second, 1),
         "trained_on": device,
         "world_size": world_size,
         "parity": {"tolerance": PARITY_TOLERANCE, "results": [p.as_dict() for p in parity],

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"))
     train.add_argument("--seed", type=int)
+    train.add_argument("--compile", action="store_true", default=None,
+                       help="train through torch.compile (the exports are the same eager graph)")
     train.add_argument("--config", type=Path, help="TOML file with [model], [train] and [data] tables")
     train.add_argument("--run-dir", type=Path, help="where per-epoch checkpoints go (default: runs/NAME)")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
@@ -97,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
     from training.job import JobOptions, run  # heavy imports only for the command that needs them
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-                 "seed": args.seed}
+                 "seed": args.seed, "compile": args.compile}
     run(JobOptions(model=args.model, name=args.name, data=args.data, target=args.target, features=args.features,
                    task=args.task, config_file=args.config, overrides=overrides, run_dir=args.run_dir,
                    resume=args.resume, dry_run=args.dry_run, if_missing=args.if_missing))

@@ -8,6 +8,7 @@ torchrun, and a checkpoint after every epoch that `--resume` continues from bit 
 import copy
 import math
 import os
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     """auto, cpu or cuda."""
+    compile: bool = False
+    """Train through torch.compile (the first epoch pays the compilation); exports use the eager module."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,6 +77,9 @@ class TrainResult:
     """One entry per epoch: epoch, lr, train_loss, val_loss and the validation metrics."""
     epochs_run: int = 0
     samples_per_second: float = 0.0
+    """Training-loop samples/s over all epochs (with torch.compile, its compilation included)."""
+    steady_samples_per_second: float = 0.0
+    """The same after the first epoch: the rate a long run settles at, compilation and warm-up excluded."""
     optimizer_state: dict = field(default_factory=dict)
     """AdamW state at the end of training, kept in the checkpoint so fine-tuning can continue."""
 
@@ -187,10 +193,12 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
         torch.set_rng_state(state["rng_state"])  # dropout continues exactly where it stopped
 
     engine = DistributedDataParallel(model) if runtime.distributed else model
+    if config.compile:
+        engine = torch.compile(engine)  # shares the parameters: evaluation and export still use `model`
     use_bf16 = device.type == "cuda"
     progress = tqdm(total=config.epochs, initial=start_epoch, desc=f"train {model_name}", unit="epoch",
                     disable=not runtime.is_main, dynamic_ncols=True)
-    samples_seen, seconds = 0, 0.0
+    samples_seen, seconds, epoch_rates = 0, 0.0, []
     stopped_early = start_epoch > 0 and stale_epochs >= config.patience
 
     for epoch in range(start_epoch, config.epochs):
@@ -215,6 +223,7 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
             step += 1
         seconds += time.perf_counter() - started
         samples_seen += len(shard) * runtime.world_size
+        epoch_rates.append(len(shard) * runtime.world_size / (time.perf_counter() - started))
 
         val = evaluate(model, val_data, device)
         history.append({"epoch": epoch, "lr": lr_at(step - 1, total_steps, config),
@@ -239,5 +248,6 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
     model.to("cpu").eval()
     return TrainResult(model=model, metrics=evaluate(model, val_data, torch.device("cpu")), history=history,
                        epochs_run=len(history), samples_per_second=samples_seen / seconds if seconds else 0.0,
+                       steady_samples_per_second=statistics.median(epoch_rates[1:] or epoch_rates or [0.0]),
                        optimizer_state=optimizer.state_dict())
 
