@@ -1,4 +1,4 @@
-"""The benchmark scripts run (on a very short window); their figures are not judged here."""
+"""The benchmark scripts run through `modelserve bench` on a very short window; their figures are not judged."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from tests.conftest import REPO
 
 
 def test_training_benchmark_runs_and_writes_results(tmp_path):
-    subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--quick", "--out", str(tmp_path)],
+    subprocess.run([sys.executable, "-m", "training.cli", "bench", "training", "--quick", "--out", str(tmp_path)],
                    cwd=REPO, check=True, capture_output=True, timeout=300)
     result = json.loads((tmp_path / "train_throughput_quick.json").read_text())
     assert set(result["models"]) == {"regression", "mlp", "transformer"}
@@ -21,8 +21,9 @@ def run_serving_benchmark(out, *args: str) -> dict:
     from tests.paths import SESSION_HOME
 
     env = {**os.environ, "BENTOML_HOME": str(SESSION_HOME)}
-    done = subprocess.run([sys.executable, "benchmarks/serving.py", "--quick", "--models", "transformer", "--out",
-                           str(out), *args], cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    done = subprocess.run([sys.executable, "-m", "training.cli", "bench", "serving", "--quick", "--models",
+                           "transformer", "--out", str(out), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "serving_quick.json").read_text())
 

@@ -53,11 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     for flag in SERVE_INT_FLAGS:
         serve.add_argument(f"--{flag}", type=_positive)
 
+    bench = commands.add_parser("bench", help="run a benchmark script from the checkout's benchmarks/",
+                                description="Runs benchmarks/serving.py or benchmarks/train_throughput.py; "
+                                            "arguments after the name go to the script (try: bench serving -h).")
+    bench.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    bench.add_argument("script_args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
+
     examples = commands.add_parser("examples", help="print a ready-to-paste curl for each model in the store")
     examples.add_argument("--url", default="http://127.0.0.1:3000")
     return parser
 
 
+BENCHMARKS = {"serving": "serving.py", "training": "train_throughput.py"}
 SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-body-bytes", "workers",
                    "engine-threads")
 
@@ -85,6 +92,18 @@ def _serve(args: argparse.Namespace) -> int:
     os.execve(bentoml_cli, [bentoml_cli, "serve", "service.service:ModelServe", "--host", args.host,
                             "--port", str(args.port)], env)
     return 0  # not reached
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """The benchmarks live in the source checkout (they start peers and load generators), not in the wheel."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / BENCHMARKS[args.benchmark]
+    if not script.is_file():
+        raise RuntimeError(f"modelserve bench runs the scripts of a source checkout; {script} does not exist")
+    return subprocess.run([sys.executable, str(script), *args.script_args], cwd=script.parent.parent,
+                          env={**os.environ, "PYTHONPATH": str(script.parent.parent)}).returncode
 
 
 def _examples(args: argparse.Namespace) -> int:
@@ -134,7 +153,8 @@ def _models(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "models": _models, "serve": _serve, "examples": _examples}[args.command](args)
+        return {"train": _train, "models": _models, "serve": _serve, "examples": _examples,
+                "bench": _bench}[args.command](args)
     except (DataError, ValueError) as exc:
         print(f"modelserve {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
