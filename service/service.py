@@ -12,6 +12,9 @@ from service.config import ServeConfig
 from service.guard import RequestGuard
 from service.metadata_app import build_metadata_app
 from service.registry import ModelRegistry
+from service.timeouts import install as install_timeout_fix
+
+install_timeout_fix()  # before BentoML builds the app in this worker
 
 CONFIG = ServeConfig.from_env()
 REGISTRY = ModelRegistry(CONFIG)  # one per worker process
