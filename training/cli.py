@@ -79,18 +79,15 @@ def _positive(text: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Exec `bentoml serve` with the settings in the environment; the service reads them at import."""
     import os
-    import shutil
 
     env = dict(os.environ)
     for name in ("models", "backend", "device", "batching", *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
         value = getattr(args, name)
         if value is not None:
             env[f"MODELSERVE_{name.upper()}"] = str(value)
-    bentoml_cli = shutil.which("bentoml", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
-    if bentoml_cli is None:
-        raise RuntimeError("the bentoml command is not installed in this environment")
-    os.execve(bentoml_cli, [bentoml_cli, "serve", "service.service:ModelServe", "--host", args.host,
-                            "--port", str(args.port)], env)
+    # service.launcher is `bentoml serve` with one listening socket per worker (see its docstring).
+    os.execve(sys.executable, [sys.executable, "-m", "service.launcher", "serve", "service.service:ModelServe",
+                               "--host", args.host, "--port", str(args.port)], env)
     return 0  # not reached
 
 

@@ -68,3 +68,41 @@ def test_batching_off_serves_each_request_alone(trained, tmp_path_factory):
         assert metrics[key.format("sum")] == 250
     finally:
         server.stop()
+
+
+def test_sustained_overload_sheds_with_503_and_keeps_serving(trained, tmp_path_factory):
+    """Far more work than fits in max_latency_ms: the batcher refuses what it cannot serve in time with a
+    503 JSON answer, counted by reason; everything else is answered, nothing hangs, and the server
+    serves normally afterwards."""
+    from tests.servers import start
+    from tests.service.test_metrics import total
+
+    server = start(tmp_path_factory, "overload", models="transformer", max_latency_ms=100)
+    try:
+        before = scrape(server.url)
+        instance = [ord(c) + 4 for c in "xqazbk" * 5]
+
+        async def storm() -> list[tuple[int, dict]]:
+            connector = aiohttp.TCPConnector(limit=400)
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as s:
+                async def one():
+                    async with s.post(f"{server.url}/v1/models/transformer:predict",
+                                      json={"instances": [instance] * 64}) as r:
+                        return r.status, await r.json()
+                return await asyncio.gather(*(one() for _ in range(400)))
+
+        replies = asyncio.run(storm())
+        statuses = [status for status, _ in replies]
+        assert set(statuses) <= {200, 503}, {s: statuses.count(s) for s in set(statuses)}
+        shed = [body for status, body in replies if status == 503]
+        assert shed and statuses.count(200), f"expected both answers and refusals, got {statuses.count(503)} x 503"
+        assert all("overloaded" in body["error"] for body in shed)
+        assert all(len(body["predictions"]) == 64 for status, body in replies if status == 200)
+        counted = total(scrape(server.url), "modelserve_rejected_requests_total", model="transformer",
+                        reason="overloaded") - total(before, "modelserve_rejected_requests_total",
+                                                     model="transformer", reason="overloaded")
+        assert counted == len(shed)
+        after = httpx.post(f"{server.url}/v1/models/transformer:predict", json={"instances": [instance]}, timeout=30)
+        assert after.status_code == 200 and httpx.get(f"{server.url}/readyz").status_code == 200
+    finally:
+        server.stop()
