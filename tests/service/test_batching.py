@@ -71,8 +71,9 @@ def test_batching_off_serves_each_request_alone(trained, tmp_path_factory):
 
 
 def test_sustained_overload_sheds_with_503_and_keeps_serving(trained, tmp_path_factory):
-    """Far more work than fits in max_latency_ms: the batcher refuses what it cannot serve in time with a
-    503 JSON answer, counted by reason; everything else is answered, nothing hangs, and the server
+    """Far more work than fits in max_latency_ms, in requests the batcher merges (32 rows) and in
+    requests that fill a batch alone and skip its queue (64 rows): what cannot be served in time gets
+    a 503 JSON answer, counted by reason; everything else is answered, nothing hangs, and the server
     serves normally afterwards."""
     from tests.servers import start
     from tests.service.test_metrics import total
@@ -82,22 +83,25 @@ def test_sustained_overload_sheds_with_503_and_keeps_serving(trained, tmp_path_f
         before = scrape(server.url)
         instance = [ord(c) + 4 for c in "xqazbk" * 5]
 
-        async def storm() -> list[tuple[int, dict]]:
+        async def storm(rows: int) -> list[tuple[int, dict]]:
             connector = aiohttp.TCPConnector(limit=400)
             async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as s:
                 async def one():
                     async with s.post(f"{server.url}/v1/models/transformer:predict",
-                                      json={"instances": [instance] * 64}) as r:
+                                      json={"instances": [instance] * rows}) as r:
                         return r.status, await r.json()
                 return await asyncio.gather(*(one() for _ in range(400)))
 
-        replies = asyncio.run(storm())
-        statuses = [status for status, _ in replies]
-        assert set(statuses) <= {200, 503}, {s: statuses.count(s) for s in set(statuses)}
-        shed = [body for status, body in replies if status == 503]
-        assert shed and statuses.count(200), f"expected both answers and refusals, got {statuses.count(503)} x 503"
-        assert all("overloaded" in body["error"] for body in shed)
-        assert all(len(body["predictions"]) == 64 for status, body in replies if status == 200)
+        shed = []
+        for rows in (32, 64):
+            replies = asyncio.run(storm(rows))
+            statuses = [status for status, _ in replies]
+            assert set(statuses) <= {200, 503}, {s: statuses.count(s) for s in set(statuses)}
+            refused = [body for status, body in replies if status == 503]
+            assert refused and statuses.count(200), f"{rows} rows: {len(refused)} of {len(replies)} refused"
+            assert all("overloaded" in body["error"] for body in refused)
+            assert all(len(body["predictions"]) == rows for status, body in replies if status == 200)
+            shed += refused
         counted = total(scrape(server.url), "modelserve_rejected_requests_total", model="transformer",
                         reason="overloaded") - total(before, "modelserve_rejected_requests_total",
                                                      model="transformer", reason="overloaded")
