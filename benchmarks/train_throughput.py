@@ -56,15 +56,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--modes", default="eager,compile", help="eager and/or compile (torch.compile)")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, from " + ", ".join(MODELS))
     parser.add_argument("--quick", action="store_true", help="1 epoch, 1 repeat, eager (for the test suite)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    if unknown:
+        sys.exit(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     modes = ["eager"] if args.quick else args.modes.split(",")
 
     rows: dict[str, dict[str, dict]] = {}
     for mode in modes:
-        for model in MODELS:
+        for model in args.models.split(","):
             runs = [train_once(model, args.device, mode, args.quick) for _ in range(repeats)]
             row = {key: statistics.median(r[key] for r in runs) for key in ("wall_s", "samples_per_s",
                                                                               "steady_samples_per_s")}
