@@ -91,10 +91,11 @@ class ModelBatcher:
     def _call_engine(self, batch: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         out = self.engine.run(batch)
-        per_row = (time.perf_counter() - started) / batch.shape[0]
+        seconds = time.perf_counter() - started
+        per_row = seconds / batch.shape[0]
         self._seconds_per_row = per_row if not self._seconds_per_row else 0.9 * self._seconds_per_row + 0.1 * per_row
         if self.recording:
-            self._inference.observe(time.perf_counter() - started)
+            self._inference.observe(seconds)
             self._rows.observe(batch.shape[0])
         return out
 

@@ -221,9 +221,10 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
             optimizer.step()  # 5. step
             epoch_loss += loss.item() * len(rows)
             step += 1
-        seconds += time.perf_counter() - started
-        samples_seen += len(shard) * runtime.world_size
-        epoch_rates.append(len(shard) * runtime.world_size / (time.perf_counter() - started))
+        epoch_seconds, epoch_samples = time.perf_counter() - started, len(shard) * runtime.world_size
+        seconds += epoch_seconds
+        samples_seen += epoch_samples
+        epoch_rates.append(epoch_samples / epoch_seconds)
 
         val = evaluate(model, val_data, device)
         history.append({"epoch": epoch, "lr": lr_at(step - 1, total_steps, config),
