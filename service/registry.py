@@ -1,5 +1,6 @@
 """The models this worker serves: loaded from the store, verified, warmed up, each behind its batcher."""
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -87,8 +88,10 @@ class ModelRegistry:
             for rows in sizes:
                 for batch in self._examples(model, rows):
                     model.batcher.infer_direct(batch)
-            for _ in range(24):
-                await model.batcher.infer(self._examples(model, 1)[0])
+            one = self._examples(model, 1)[0]
+            for concurrent in (1, 1, 1, 2, 4, 8, 16, 1, 2, 4, 8, 16):  # batches of several sizes to fit to
+                await asyncio.gather(*(model.batcher.infer(one) for _ in range(concurrent)))
+            model.batcher.calibrate()
             model.batcher.recording = True
             model.ready = True
             metrics.MODEL_READY.labels(model=model.name).set(1)

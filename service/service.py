@@ -12,11 +12,12 @@ from service.config import ServeConfig
 from service.guard import RequestGuard
 from service.metadata_app import build_metadata_app
 from service.registry import ModelRegistry
+from service.request_path import install as trim_request_path
 from service.timeouts import install as install_timeout_fix
 
-install_timeout_fix()  # before BentoML builds the app in this worker
-
 CONFIG = ServeConfig.from_env()
+install_timeout_fix()  # both before BentoML builds the app in this worker
+trim_request_path(tracing=CONFIG.tracing)
 REGISTRY = ModelRegistry(CONFIG)  # one per worker process
 
 def _answer(ctx: bentoml.Context, result: dict | Response) -> dict | Response:

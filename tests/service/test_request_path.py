@@ -1,0 +1,49 @@
+"""The trimmed request path: no OpenTelemetry middleware unless tracing is on, and API methods built once
+per service instance. Each trim is checked against what BentoML itself builds, so these tests fail (and
+the trim can go) once BentoML changes what it does."""
+
+import bentoml
+import pytest
+from _bentoml_impl.server.app import ServiceAppFactory
+from _bentoml_sdk.method import APIMethod
+
+from service import request_path
+
+
+@bentoml.service
+class Echo:
+    @bentoml.api
+    def echo(self, x: int) -> int:
+        return x * 2
+
+
+@pytest.fixture(autouse=True)
+def restore_bentoml(monkeypatch):
+    # monkeypatch puts BentoML's own attributes back after each test, whatever install() set
+    monkeypatch.setattr(ServiceAppFactory, "middlewares", request_path.BENTOML_MIDDLEWARES)
+    monkeypatch.setattr(APIMethod, "__get__", request_path.BENTOML_API_METHOD_GET)
+
+
+def middleware_names(tracing: bool) -> list[str]:
+    request_path.install(tracing)
+    return [m.cls.__name__ for m in Echo.to_asgi().user_middleware]
+
+
+def test_tracing_off_leaves_out_only_the_opentelemetry_middleware():
+    with_tracing = middleware_names(tracing=True)
+    assert "OpenTelemetryMiddleware" in with_tracing  # BentoML installs it (and keeps it when asked to trace)
+    without = middleware_names(tracing=False)
+    assert without == [name for name in with_tracing if name != "OpenTelemetryMiddleware"]
+
+
+def test_api_methods_are_built_once_per_instance_and_still_work():
+    service = Echo()
+    method = Echo.apis["echo"]
+    upstream = request_path.BENTOML_API_METHOD_GET  # builds a new wrapper on every lookup
+    assert upstream(method, service, type(service)) is not upstream(method, service, type(service))
+    request_path.install(tracing=False)
+    assert service.echo is service.echo
+    assert service.echo(21) == 42
+    other = Echo()
+    assert other.echo is not service.echo  # bound to its own instance
+    assert other.echo(1) == 2
