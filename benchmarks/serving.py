@@ -35,14 +35,16 @@ BULK_ROWS, BULK_CONCURRENCY = 64, 8
 
 def model_dirs(models: list[str]) -> dict[str, Path]:
     """Latest version of each model in the store ($BENTOML_HOME), training what is missing."""
+    home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
     for model in models:
+        if (home / "models" / model / "latest").exists():
+            continue  # (asking the training CLI costs its ~5 s of imports per model)
         train = [sys.executable, "-m", "training.cli", "train"]
         if model == "transformer-heavy":
             command = [*train, "transformer", "--name", model, "--config", str(HEAVY_RECIPE), "--if-missing"]
         else:
             command = [*train, model, "--if-missing"]
         subprocess.run(command, cwd=REPO, check=True, capture_output=True)
-    home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
     return {m: home / "models" / m / (home / "models" / m / "latest").read_text().strip() for m in models}
 
 
@@ -123,9 +125,8 @@ def memory_by_max_batch(dirs: dict[str, Path], models: list[str], sizes: list[in
     return result
 
 
-def benchmark(system_keys: list[str], models: list[str], concurrencies: list[int], seconds: float,
-              warmup: float, bulk: bool = True) -> dict:
-    dirs = model_dirs(models)
+def benchmark(system_keys: list[str], dirs: dict[str, Path], models: list[str], concurrencies: list[int],
+              seconds: float, warmup: float, bulk: bool = True) -> dict:
     results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}}
     for key in system_keys:
         system = SYSTEMS[key]()
@@ -177,8 +178,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32,64,128")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--memory-batch-sizes", default="2,16,64,256",
-                        help="modelserve's max batch sizes to measure memory at ('' to skip)")
+    parser.add_argument("--memory-batch-sizes",
+                        help="modelserve's max batch sizes to measure memory at (default 2,16,64,256; 2,64 with "
+                             "--quick; '' to skip)")
     parser.add_argument("--quick", action="store_true", 
                         help="1 s windows, concurrency 8, modelserve unless --systems says")
     parser.add_argument("--stem", default="serving", help="results file name stem")
@@ -188,17 +190,20 @@ def main() -> None:
         sys.exit("wrk is not installed (make bench installs Debian's wrk)")
     if args.quick:
         args.systems, args.concurrency, args.seconds, args.warmup = args.systems or "modelserve", "8", 1.0, 0.5
-        args.memory_batch_sizes, args.stem = "2,64", f"{args.stem}_quick"
+        args.stem = f"{args.stem}_quick"
+    if args.memory_batch_sizes is None:
+        args.memory_batch_sizes = "2,64" if args.quick else "2,16,64,256"
     args.systems = args.systems or ",".join(SYSTEMS)
     unknown = sorted(set(args.systems.split(",")) - set(SYSTEMS))
     if unknown:
         sys.exit(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
     models = args.models.split(",")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    results = benchmark(args.systems.split(","), models, concurrencies, args.seconds, args.warmup)
+    dirs = model_dirs(models)
+    results = benchmark(args.systems.split(","), dirs, models, concurrencies, args.seconds, args.warmup)
     if args.memory_batch_sizes:
         sizes = [int(s) for s in args.memory_batch_sizes.split(",")]
-        results["memory_by_max_batch_size"] = memory_by_max_batch(model_dirs(models), models, sizes, args.seconds)
+        results["memory_by_max_batch_size"] = memory_by_max_batch(dirs, models, sizes, args.seconds)
     results.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": args.seconds,
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                     "quick": args.quick, "bulk_rows": BULK_ROWS, "bulk_concurrency": BULK_CONCURRENCY})

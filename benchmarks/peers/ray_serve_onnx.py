@@ -57,7 +57,8 @@ def main() -> None:
     serve.run(Health.bind(), name="health", route_prefix="/health")  # last: up means every model is deployed
 
     def stop(*_) -> None:
-        serve.shutdown()
+        # ray.shutdown() stops the local cluster ray.init() started, Serve's actors with it; serve.shutdown()
+        # first only added a 30 s wait for its controller to drain.
         ray.shutdown()
         sys.exit(0)
 
