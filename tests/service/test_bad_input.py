@@ -1,6 +1,7 @@
 """Each class of bad input gets a 4xx whose JSON names the problem; the server keeps serving everyone else."""
 
 import json
+import time
 
 import httpx
 import pytest
@@ -84,6 +85,19 @@ def test_bad_input_is_a_4xx_that_names_the_problem(onnx_server, case):
     assert reply.headers["content-type"].startswith("application/json")
     assert fragment in json.dumps(reply.json()) or fragment in reply.json()["error"], reply.text
     assert_still_serving(onnx_server)
+
+
+def test_a_malformed_body_is_one_warning_line_in_the_log_not_an_error_traceback(onnx_server):
+    logged_before = len(onnx_server.log())
+    assert send(onnx_server, "/v1/models/regression:predict", b'{"instances": [[1, 2]').status_code == 400
+    assert send(onnx_server, "/v1/models/regression:predict", {"rows": [[1, 2]]}).status_code == 400
+    assert_still_serving(onnx_server)
+    time.sleep(0.5)  # the worker's log lines reach the file through the server process
+    new_lines = onnx_server.log()[logged_before:]
+    refused = [line for line in new_lines.splitlines() if "refused a request to /v1/models/regression:predict" in line]
+    assert len(refused) == 2 and all("[WARNING]" in line for line in refused), new_lines
+    assert "Invalid JSON" in refused[0] and "instances: Field required" in refused[1]
+    assert "Traceback" not in new_lines and "[ERROR]" not in new_lines, new_lines
 
 
 def test_body_above_the_size_limit_is_413(onnx_server):

@@ -1,8 +1,11 @@
-"""The trimmed request path: no OpenTelemetry middleware unless tracing is on, and API methods built once
-per service instance. Each trim is checked against what BentoML itself builds, so these tests fail (and
-the trim can go) once BentoML changes what it does."""
+"""The trimmed request path: no OpenTelemetry middleware unless tracing is on, API methods built once per
+service instance, and a client's malformed body logged as one warning. The first two are checked against
+what BentoML itself builds, so these tests fail (and the trim can go) once BentoML changes it."""
+
+import logging
 
 import bentoml
+import pydantic
 import pytest
 from _bentoml_impl.server.app import ServiceAppFactory
 from _bentoml_sdk.method import APIMethod
@@ -47,3 +50,30 @@ def test_api_methods_are_built_once_per_instance_and_still_work():
     other = Echo()
     assert other.echo is not service.echo  # bound to its own instance
     assert other.echo(1) == 2
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_only_validation_errors_become_warnings():
+    logger, kept = logging.getLogger("request-path-test"), Kept()
+    logger.addFilter(request_path.CLIENT_ERRORS_AS_WARNINGS)
+    logger.addHandler(kept)
+    try:
+        pydantic.TypeAdapter(int).validate_json(b"[1,")
+    except pydantic.ValidationError:
+        logger.error("Exception on %s [%s]", "/v1/models/m:predict", "POST", exc_info=True)
+    try:
+        raise RuntimeError("engine failed")
+    except RuntimeError:
+        logger.error("Exception on %s [%s]", "/v1/models/m:predict", "POST", exc_info=True)
+    client, server = kept.records
+    assert client.levelname == "WARNING" and client.exc_info is None
+    assert client.getMessage().startswith("refused a request to /v1/models/m:predict [POST] with 400: body: ")
+    assert server.levelname == "ERROR" and server.exc_info[0] is RuntimeError  # a real fault keeps its traceback
