@@ -127,9 +127,10 @@ def memory_by_max_batch(dirs: dict[str, Path], models: list[str], sizes: list[in
 
 def benchmark(system_keys: list[str], dirs: dict[str, Path], models: list[str], concurrencies: list[int],
               seconds: float, warmup: float, bulk: bool = True) -> dict:
-    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}}
+    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}}
     for key in system_keys:
         system = SYSTEMS[key]()
+        results["system_keys"][key] = system.name  # targets.py finds the systems it compares by key
         rows = results["systems"].setdefault(system.name, {})
         groups = [[m] for m in models] if system.one_model_at_a_time else [models]
         peak = 0.0

@@ -3,6 +3,10 @@
 import json
 from pathlib import Path
 
+from targets import judge, markdown
+
+PROFILING_NOTES = Path(__file__).with_name("profiling.md")
+
 
 def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -10,6 +14,7 @@ def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) 
     lines = [f"# Serving benchmark ({results['date']})", "", f"Machine: {results['machine']}. One instance per "
              f"request, wrk with 1 thread, {results['seconds']} s windows after a warm-up; every system in turn "
              "in one run. Non-2xx answers count as errors, not throughput.", ""]
+    lines += markdown(judge(results))
     for model, raw in results["raw"].items():
         formed = ", ".join(f"{raw[b]:,.0f} at batch {b}" for b in raw)
         lines += [f"## {model}", "", f"Raw engine (ONNX Runtime, 1 thread, in-process), rows/s: {formed}.", "",
@@ -42,6 +47,8 @@ def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) 
                   "|---:|---:|---:|---:|---:|"]
         lines += [f"| {size} | {m['idle_mb']:,.0f} | {m['peak_mb']:,.0f} | {m['rows_per_s']:,.0f} | {m['errors']} |"
                   for size, m in results["memory_by_max_batch_size"].items()]
+    if PROFILING_NOTES.exists():  # what profiling found: kept by hand beside the script, the same for every run
+        lines += ["", PROFILING_NOTES.read_text().strip()]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     plot(results, out / f"{stem}.png", concurrencies)
 

@@ -1,0 +1,48 @@
+"""The serving targets are judged from a run's results: met, or missed by how much."""
+
+import sys
+
+from tests.paths import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from targets import judge, markdown  # noqa: E402
+
+
+def point(rows_per_s: float, p99_ms: float = 10.0, errors: int = 0) -> dict:
+    return {"rows_per_s": rows_per_s, "p99_ms": p99_ms, "errors": errors}
+
+
+def results(ours: dict, unbatched: dict, fastapi: dict, bulk_ratio: float) -> dict:
+    names = {"modelserve": "ms", "modelserve-unbatched": "off", "fastapi": "fa"}
+    return {"system_keys": names, "bulk_rows": 64,
+            "systems": {"ms": ours, "off": unbatched, "fa": fastapi},
+            "bulk": {"ms": {"transformer": {"served_over_raw_batch64": bulk_ratio}}}}
+
+
+def verdicts(rows: list[dict]) -> dict[str, bool]:
+    return {row["target"].split(" (")[0].split(";")[0]: row["met"] for row in rows}
+
+
+def test_targets_met_and_missed_are_told_apart():
+    run = results(ours={"transformer": {"64": point(3000, p99_ms=30)}, "mlp": {"1": point(900)}},
+                  unbatched={"transformer": {"64": point(2000)}, "mlp": {"1": point(1000)}},
+                  fastapi={"transformer": {"64": point(2500, p99_ms=25)}}, bulk_ratio=0.5)
+    rows = judge(run)
+    assert verdicts(rows) == {
+        "transformer c=64: rows/s against FastAPI": True,
+        "transformer c=64: p99 no worse than FastAPI's": False,  # 30 ms against 25
+        "transformer c=64: errors": True,
+        "batching on against off, worst of 2 points": False,  # mlp c=1 at 0.90
+        "bulk transformer: served rows/s of the raw engine at batch 64": False,
+    }
+    batching = next(row for row in rows if row["target"].startswith("batching"))
+    assert "mlp c=1 (0.90)" in batching["target"] and batching["measured"] == 0.9
+    table = "\n".join(markdown(rows))
+    assert "| 1.20x | ≥ 1.00x | met |" in table
+    assert "| 30.0 ms | ≤ 25.0 ms | **missed** by 5.0 ms |" in table
+    assert "**missed** by 17 %" in table  # bulk 0.50 against 0.60
+
+
+def test_targets_need_the_systems_they_compare():
+    run = results(ours={"transformer": {"64": point(3000)}}, unbatched={}, fastapi={}, bulk_ratio=1.0)
+    assert "FastAPI" not in " ".join(row["target"] for row in judge(run))
