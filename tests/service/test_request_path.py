@@ -1,7 +1,9 @@
 """The trimmed request path: no OpenTelemetry middleware unless tracing is on, API methods built once per
-service instance, and a client's malformed body logged as one warning. The first two are checked against
+service instance, response headers added without binding a signature, and a client's malformed body
+logged as one warning. The first two are checked against
 what BentoML itself builds, so these tests fail (and the trim can go) once BentoML changes it."""
 
+import inspect
 import logging
 
 import bentoml
@@ -9,6 +11,7 @@ import pydantic
 import pytest
 from _bentoml_impl.server.app import ServiceAppFactory
 from _bentoml_sdk.method import APIMethod
+from starlette.testclient import TestClient
 
 from service import request_path
 
@@ -25,6 +28,7 @@ def restore_bentoml(monkeypatch):
     # monkeypatch puts BentoML's own attributes back after each test, whatever install() set
     monkeypatch.setattr(ServiceAppFactory, "middlewares", request_path.BENTOML_MIDDLEWARES)
     monkeypatch.setattr(APIMethod, "__get__", request_path.BENTOML_API_METHOD_GET)
+    monkeypatch.setattr(ServiceAppFactory, "_add_response_headers", request_path.BENTOML_ADD_RESPONSE_HEADERS)
 
 
 def middleware_names(tracing: bool) -> list[str]:
@@ -50,6 +54,26 @@ def test_api_methods_are_built_once_per_instance_and_still_work():
     other = Echo()
     assert other.echo is not service.echo  # bound to its own instance
     assert other.echo(1) == 2
+
+
+def test_responses_keep_bentomls_headers_without_binding_a_signature_per_call(monkeypatch):
+    assert hasattr(request_path.BENTOML_ADD_RESPONSE_HEADERS, "__wrapped__")  # BentoML's is still @inject-ed
+    bindings = 0
+    bind_partial = inspect.Signature.bind_partial
+
+    def counted(self, *args, **kwargs):
+        nonlocal bindings
+        bindings += 1
+        return bind_partial(self, *args, **kwargs)
+
+    request_path.install(tracing=False)
+    with TestClient(Echo.to_asgi()) as client:
+        client.post("/echo", json={"x": 1})  # the first call builds what is built once
+        monkeypatch.setattr(inspect.Signature, "bind_partial", counted)
+        reply = client.post("/echo", json={"x": 21})
+    assert reply.status_code == 200 and reply.json() == 42
+    assert reply.headers["server"] == "BentoML Service/Echo"
+    assert bindings == 0, f"{bindings} signature bindings for one request"
 
 
 class Kept(logging.Handler):
