@@ -51,6 +51,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/paired.py
 	$(BIN)/python benchmarks/serving.py --stem heavy --models transformer-heavy --concurrency 8,64 \
 		--systems modelserve,modelserve-unbatched,fastapi,mlserver --memory-batch-sizes ""
 
