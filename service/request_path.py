@@ -57,14 +57,17 @@ def _response_headers_with(logging_format: dict):
     return add_response_headers
 
 
+BENTOML_EXCEPTION_MESSAGE = "Exception on %s [%s]"  # log_exception()'s format; its args are (path, method)
+
+
 class ClientErrorsAsWarnings(logging.Filter):
     """Turns BentoML's 'Exception on PATH' record for a body that failed validation into one warning line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ValidationError):
+        if isinstance(error, ValidationError) and record.msg == BENTOML_EXCEPTION_MESSAGE:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
-            record.msg, record.args = "refused a request to %s [%s] with 400: %s", (*record.args[:2], problems)
+            record.msg, record.args = "refused a request to %s [%s] with 400: %s", (*record.args, problems)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = record.exc_text = None
         return True
