@@ -13,6 +13,7 @@ from service.guard import RequestGuard
 from service.metadata_app import build_metadata_app
 from service.registry import ModelRegistry
 from service.request_path import install as trim_request_path
+from service.request_path import keep_input_fields
 from service.timeouts import install as install_timeout_fix
 
 CONFIG = ServeConfig.from_env()
@@ -77,4 +78,5 @@ class ModelServe:
         return _answer(ctx, await handlers.v2_infer(REGISTRY, ctx.request.path_params["name"], inputs, id, outputs))
 
 
+keep_input_fields(ModelServe)
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes)

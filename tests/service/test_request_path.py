@@ -1,10 +1,13 @@
 """The trimmed request path: no OpenTelemetry middleware unless tracing is on, API methods built once per
-service instance, response headers added without binding a signature, and a client's malformed body
-logged as one warning. The first two are checked against
-what BentoML itself builds, so these tests fail (and the trim can go) once BentoML changes it."""
+service instance, response headers added without binding a signature, a client's malformed body logged
+as one warning, and a request's fields read without a deprecation warning. Each trim is checked against
+what BentoML itself does, so these tests fail (and the trim can go) once BentoML changes it."""
 
 import inspect
 import logging
+import subprocess
+import sys
+import warnings
 
 import bentoml
 import pydantic
@@ -14,6 +17,7 @@ from _bentoml_sdk.method import APIMethod
 from starlette.testclient import TestClient
 
 from service import request_path
+from tests.paths import REPO
 
 
 @bentoml.service
@@ -29,6 +33,13 @@ def restore_bentoml(monkeypatch):
     monkeypatch.setattr(ServiceAppFactory, "middlewares", request_path.BENTOML_MIDDLEWARES)
     monkeypatch.setattr(APIMethod, "__get__", request_path.BENTOML_API_METHOD_GET)
     monkeypatch.setattr(ServiceAppFactory, "_add_response_headers", request_path.BENTOML_ADD_RESPONSE_HEADERS)
+
+
+@pytest.fixture(scope="module")
+def echo_client():
+    # One app for the module's requests: a second app in one process would register BentoML's metrics twice
+    with TestClient(Echo.to_asgi()) as client:
+        yield client
 
 
 def middleware_names(tracing: bool) -> list[str]:
@@ -56,7 +67,7 @@ def test_api_methods_are_built_once_per_instance_and_still_work():
     assert other.echo(1) == 2
 
 
-def test_responses_keep_bentomls_headers_without_binding_a_signature_per_call(monkeypatch):
+def test_responses_keep_bentomls_headers_without_binding_a_signature_per_call(monkeypatch, echo_client):
     assert hasattr(request_path.BENTOML_ADD_RESPONSE_HEADERS, "__wrapped__")  # BentoML's is still @inject-ed
     bindings = 0
     bind_partial = inspect.Signature.bind_partial
@@ -67,10 +78,9 @@ def test_responses_keep_bentomls_headers_without_binding_a_signature_per_call(mo
         return bind_partial(self, *args, **kwargs)
 
     request_path.install(tracing=False)
-    with TestClient(Echo.to_asgi()) as client:
-        client.post("/echo", json={"x": 1})  # the first call builds what is built once
-        monkeypatch.setattr(inspect.Signature, "bind_partial", counted)
-        reply = client.post("/echo", json={"x": 21})
+    echo_client.post("/echo", json={"x": 1})  # the first call builds what is built once
+    monkeypatch.setattr(inspect.Signature, "bind_partial", counted)
+    reply = echo_client.post("/echo", json={"x": 21})
     assert reply.status_code == 200 and reply.json() == 42
     assert reply.headers["server"] == "BentoML Service/Echo"
     assert bindings == 0, f"{bindings} signature bindings for one request"
@@ -101,3 +111,28 @@ def test_only_validation_errors_become_warnings():
     assert client.levelname == "WARNING" and client.exc_info is None
     assert client.getMessage().startswith("refused a request to /v1/models/m:predict [POST] with 400: body: ")
     assert server.levelname == "ERROR" and server.exc_info[0] is RuntimeError  # a real fault keeps its traceback
+
+
+def post_echo(client: TestClient, warnings_as: str) -> tuple[object, list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:  # process-wide, so it covers the app's thread too
+        warnings.simplefilter(warnings_as)
+        reply = client.post("/echo", json={"x": 21})
+    return reply, caught
+
+
+def test_requests_read_their_fields_without_a_deprecation_warning_each(echo_client):
+    _, caught = post_echo(echo_client, "always")
+    # BentoML still reads model_fields on the parsed body, which pydantic warns about: the trim is needed
+    assert any(issubclass(w.category, pydantic.warnings.PydanticDeprecatedSince211) for w in caught)
+    request_path.keep_input_fields(Echo)
+    reply, caught = post_echo(echo_client, "error")  # a warning now would fail the request with a 500
+    assert reply.status_code == 200 and reply.json() == 42
+    assert not caught
+
+
+def test_the_service_reads_its_own_requests_fields_without_the_warning():
+    # In a fresh interpreter: importing the service installs its trims process-wide.
+    check = ("import sys; from service.service import ModelServe; "
+             "sys.exit(sum('model_fields' not in vars(api.input_spec) for api in ModelServe.apis.values()))")
+    result = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{result.returncode} API input models without the trim" + result.stderr[-2000:]
