@@ -23,12 +23,14 @@ def free_port() -> int:
 class Server:
     """One `modelserve serve` process; `url` once started, logs in `log_path`."""
 
-    def __init__(self, log_path: Path, store: Path = SESSION_HOME / "models", **settings: str) -> None:
-        # Each server gets its own BENTOML_HOME (BentoML wipes $BENTOML_HOME/prometheus_multiproc_dir at
-        # start, which would erase another live server's metrics) with the shared model store linked in.
-        home = log_path.parent / "bentoml_home"
-        home.mkdir()
-        (home / "models").symlink_to(store)
+    def __init__(self, log_path: Path, store: Path = SESSION_HOME / "models", home: Path | None = None,
+                 **settings: str) -> None:
+        # A BENTOML_HOME of its own unless given one, with the shared model store linked in.
+        if home is None:
+            home = log_path.parent / "bentoml_home"
+        if not home.exists():
+            home.mkdir()
+            (home / "models").symlink_to(store)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path

@@ -10,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.servers import API_KEY, free_port
+from tests.servers import API_KEY, Server, free_port
 
 SERVICE_METRICS = ("modelserve_inference_seconds", "modelserve_rows_per_engine_call", "modelserve_queue_wait_seconds")
 
@@ -62,6 +62,33 @@ def test_every_metric_appears_and_moves_with_two_workers(guarded_server):
         - total(before, "modelserve_rejected_requests_total", model="mlp", reason="invalid_input") == 3
     assert total(after, "bentoml_service_request_total") - total(before, "bentoml_service_request_total") >= 363
     assert any(k.startswith("bentoml_service_request_duration_seconds_bucket") for k in after)
+
+
+def test_two_servers_on_one_bentoml_home_each_report_their_own_traffic(trained, tmp_path):
+    # BentoML empties the home's metrics directory when a server starts; a second server (another model
+    # set beside the first, or a blue/green restart) must not take the first one's counts with it.
+    home, started = tmp_path / "home", []
+
+    def serve(name: str, requests: int) -> Server:
+        server = Server(tmp_path / f"{name}.log", home=home, models="regression", workers="1")
+        started.append(server)
+        server.wait_until("/readyz")
+        assert asyncio.run(load(server.url, "regression", [100.0, 10.0], requests, {})) == [200] * requests
+        return server
+
+    def rows(server: Server) -> float:
+        return total(scrape(server.url), "modelserve_rows_per_engine_call_sum", model="regression")
+
+    try:
+        first = serve("first", 20)
+        second = serve("second", 5)
+        assert (rows(first), rows(second)) == (20, 5)
+        second.stop()
+        assert rows(first) == 20
+    finally:
+        for server in started:
+            server.stop()
+    assert not list((home / "prometheus_multiproc_dir").glob("server-*")), "a stopped server left its directory"
 
 
 def test_real_prometheus_scrapes_the_service(onnx_server, tmp_path):
