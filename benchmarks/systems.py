@@ -5,9 +5,11 @@ bentoml), says how a request of k instances looks for it, and stops its whole pr
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,11 +174,19 @@ class RayServePeer(System):
 
 
 class MlserverPeer(System):
+    repository: Path | None = None
+
     def start(self, dirs: dict[str, Path], models: list[str]) -> None:
         # uvloop 0.22 refuses asyncio.get_event_loop() outside a loop, which MLServer 1.7's workers call.
         python = peer_venv("mlserver", ["mlserver", "onnxruntime", "numpy", "uvloop<0.22"])
-        self._spawn([str(python), str(BENCH / "peers" / "mlserver_onnx.py"), str(self.port),
+        self.repository = Path(tempfile.mkdtemp(prefix="mlserver-peer-"))  # its model settings; removed at stop
+        self._spawn([str(python), str(BENCH / "peers" / "mlserver_onnx.py"), str(self.port), str(self.repository),
                      *_onnx_specs(dirs, models)], health="/v2/health/ready")
+
+    def stop(self) -> None:
+        super().stop()
+        if self.repository is not None:
+            shutil.rmtree(self.repository, ignore_errors=True)
 
     def request(self, model: str, k: int = 1) -> tuple[str, dict]:
         example = EXAMPLE[model]

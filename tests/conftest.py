@@ -2,6 +2,7 @@
 
 import json  # noqa: E402
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,14 @@ from pathlib import Path
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.paths import REPO, SESSION_HOME  # first: it points BentoML at the session's home
+from tests.paths import REPO, SESSION_HOME, SESSION_TMP  # first: it points BentoML at the session's home
 from tests.servers import API_KEY, Server, start  # noqa: E402
 
 DEFAULT_MODELS = ("regression", "mlp", "transformer")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)  # the session's store, servers' files and jobs' temp files
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,7 +38,8 @@ def store_snapshot(home: Path = SESSION_HOME) -> dict[str, int]:
 def run_modelserve(*args: str, home: Path, cwd: Path, timeout: float = 300, env: dict | None = None,
                    launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run the real console entry point in a fresh process with its own BentoML home."""
-    full_env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **(env or {})}
+    full_env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "TMPDIR": str(SESSION_TMP),
+                **(env or {})}
     command = (launcher or [sys.executable, "-m", "training.cli"]) + list(args)
     return subprocess.run(command, cwd=cwd, env={**full_env, "PYTHONPATH": str(REPO)}, capture_output=True,
                           text=True, timeout=timeout)

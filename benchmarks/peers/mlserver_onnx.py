@@ -1,24 +1,24 @@
 """Peer launcher: MLServer with adaptive batching on, one model per ONNX file, Open Inference Protocol.
 
 Runs in MLServer's own virtual environment (benchmarks/serving.py makes it). Usage:
-    python mlserver_onnx.py PORT NAME=MODEL.onnx [NAME=MODEL.onnx ...]
-Writes a throwaway model repository (settings.json + one model-settings.json per model) and execs
-`mlserver start` on it. Requests: POST /v2/models/NAME/infer.
+    python mlserver_onnx.py PORT REPOSITORY NAME=MODEL.onnx [NAME=MODEL.onnx ...]
+Writes a model repository (settings.json + one model-settings.json per model) into the empty directory
+REPOSITORY, which the caller removes after the server stops, and execs `mlserver start` on it.
+Requests: POST /v2/models/NAME/infer.
 """
 
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 port = int(sys.argv[1])
-repository = Path(tempfile.mkdtemp(prefix="mlserver-peer-"))
+repository = Path(sys.argv[2])
 (repository / "settings.json").write_text(json.dumps({
     "host": "127.0.0.1", "http_port": port, "grpc_port": port + 1, "metrics_port": port + 2,
     "debug": False, "load_models_at_startup": True,
 }))
-for spec in sys.argv[2:]:
+for spec in sys.argv[3:]:
     name, path = spec.split("=", 1)
     (repository / name).mkdir()
     (repository / name / "model-settings.json").write_text(json.dumps({

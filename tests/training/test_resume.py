@@ -8,6 +8,7 @@ import time
 import torch
 
 from tests.conftest import REPO, run_modelserve
+from tests.paths import SESSION_TMP
 
 # Dropout on, so the resumed run must also restore the RNG; small batches so epochs take a while.
 CONFIG = "[model]\ndropout = 0.1\nhidden_sizes = [32, 32]\n[train]\nepochs = 6\npatience = 100\nbatch_size = 8\n"
@@ -25,7 +26,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     straight = run_modelserve(*args, "--run-dir", "straight", home=tmp_path / "a", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
 
-    env = {"BENTOML_HOME": str(tmp_path / "b"), "PYTHONPATH": str(REPO)}
+    env = {"BENTOML_HOME": str(tmp_path / "b"), "PYTHONPATH": str(REPO), "TMPDIR": str(SESSION_TMP)}
     job = subprocess.Popen([sys.executable, "-m", "training.cli", *args, "--run-dir", "cut"], cwd=tmp_path,
                            env={**__import__("os").environ, **env}, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
