@@ -20,6 +20,7 @@ import numpy as np
 from bentoml._internal.marshal.dispatcher import CorkDispatcher, Job, Optimizer
 
 from service import metrics
+from service.batch_limit import BatchLimits
 from service.errors import Overloaded
 
 log = logging.getLogger("modelserve")
@@ -83,6 +84,22 @@ class _Dispatcher(CorkDispatcher):
                                   >= self.max_latency):
             queue.popleft().future.cancel()  # the handler answers 503 (fallback)
         return bool(queue) and not self._sema.is_locked()  # (a lone request may be running)
+
+    def _get_inputs(self, num_batches: int | None = None):
+        """BentoML's batch assembly, up to the batch limit (batch_limit.py). For token models that is the
+        smallest limit among the requests the batch will take: a long request lowers it for the whole batch,
+        which is padded to its length."""
+        if num_batches is None:
+            limits = self._batcher.limits
+            num_batches = limits.fixed_rows
+            if num_batches is None:
+                num_batches, rows = self.max_batch_size, 0
+                for job in self._queue:
+                    num_batches = min(num_batches, limits.rows_for(job.data))
+                    rows += job.data.shape[0]
+                    if rows >= num_batches:
+                        break
+        return super()._get_inputs(num_batches)
 
     async def outbound_call(self, inputs_info, training: bool = False):
         if self._batcher.recording:
@@ -171,6 +188,9 @@ class ModelBatcher:
         self.batching = batching
         self.pad_id = pad_id  # None for feature models; token batches of different lengths get padded
         self.max_batch_size = max_batch_size
+        self.limits = BatchLimits.fixed(max_batch_size)
+        """Most rows merged into one engine call: max_batch_size until warm-up sets them (limit_batches)."""
+        self._model = model
         self._inference = metrics.INFERENCE_SECONDS.labels(model=model, backend=backend)
         self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
         self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
@@ -227,21 +247,29 @@ class ModelBatcher:
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Queue one request's rows; returns its own outputs once its engine call is done."""
-        if self.batching and batch.shape[0] < self.max_batch_size:
+        limit = self.limits.rows_for(batch)
+        if self.batching and batch.shape[0] < limit:
             return await self._dispatcher.submit(batch)
         # Batching off, or a request that fills whole batches by itself (merging would gain nothing but
-        # copies): this request alone, in chunks of at most max_batch_size rows. Shed like the dispatcher
+        # copies): this request alone, in chunks of at most `limit` rows. Shed like the dispatcher
         # does when the rows ahead of it, at the engine's recent cost per row, would miss max_latency_ms.
         rows = batch.shape[0]
         if (self._rows_waiting + rows) * self._seconds_per_row > self.max_latency_s:
             _overloaded()
         self._rows_waiting += rows
         try:
-            chunks = [batch[i:i + self.max_batch_size] for i in range(0, rows, self.max_batch_size)]
+            chunks = [batch[i:i + limit] for i in range(0, rows, limit)]
             outputs = [await self._engine(chunk) for chunk in chunks]
         finally:
             self._rows_waiting -= rows
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def limit_batches(self, limits: BatchLimits) -> None:
+        """Merge at most these many rows (never above max_batch_size) into one engine call (batch_limit.py)."""
+        self.limits = BatchLimits({length: max(1, min(rows, self.max_batch_size))
+                                   for length, rows in sorted(limits.by_length.items())})
+        for length, rows in self.limits.by_length.items():
+            metrics.BATCH_LIMIT_ROWS.labels(model=self._model, length=str(length) if length else "any").set(rows)
 
     def calibrate(self) -> None:
         """Fit the shedding latency model to the engine calls made so far (warm-up, before traffic)."""

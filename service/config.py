@@ -23,6 +23,9 @@ class ServeConfig:
     burst of 2,000 concurrent requests on a busy 2-core machine."""
     batching: bool = True
     """Adaptive batching across requests; off, each request is its own engine call (split above max_batch_size)."""
+    measure_batch_limit: bool = True
+    """Warm-up times the engine at each batch size and merges no more rows than still lower the cost per row
+    (service/batch_limit.py); off, batches grow to max_batch_size."""
     max_instances: int = 1024
     """Most instances (rows) in one request; more is a 400."""
     max_body_bytes: int = 8 * 1024 * 1024

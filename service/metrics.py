@@ -22,6 +22,11 @@ QUEUE_WAIT_SECONDS = Histogram(
 REJECTED_REQUESTS = Counter(
     "modelserve_rejected_requests", "Requests answered with an error status, by model and reason",
     ["model", "reason"])
+BATCH_LIMIT_ROWS = Gauge(
+    "modelserve_batch_limit_rows", "Most rows merged into one engine call: max_batch_size, or fewer where "
+    "warm-up measured that larger batches cost more per row (the smallest over live workers), by input "
+    "length bucket for token models ('any' for feature models)",
+    ["model", "length"], multiprocess_mode="livemin")
 MODEL_INFO = Gauge(
     "modelserve_model_info", "1 for each loaded model: its tag, backend and device",
     ["model", "tag", "backend", "device"], multiprocess_mode="max")

@@ -1,6 +1,7 @@
 """The models this worker serves: loaded from the store, verified, warmed up, each behind its batcher."""
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -8,6 +9,14 @@ import numpy as np
 
 from service import metrics
 from service.artifacts import ArtifactError, ModelArtifacts, load_artifacts
+from service.batch_limit import (
+    ANY_LENGTH,
+    BatchLimits,
+    cost_per_row,
+    describe,
+    efficient_batch_limit,
+    machine_to_itself,
+)
 from service.batching import ModelBatcher
 from service.config import ServeConfig
 from service.engines import load_engine, resolve_device
@@ -79,22 +88,45 @@ class ModelRegistry:
         return ServedModel(artifacts, schema, batcher, self.config.backend, device)
 
     async def warm_up(self) -> None:
-        """One engine call per batch-size bucket (and length bucket for tokens), then a few through the
-        batcher so it has measured the engine before real traffic arrives."""
-        for model in self.models.values():
-            sizes = sorted({1 << k for k in range(self.config.max_batch_size.bit_length())}
-                           | {self.config.max_batch_size})
-            sizes = [s for s in sizes if s <= self.config.max_batch_size]
-            for rows in sizes:
-                for batch in self._examples(model, rows):
-                    model.batcher.infer_direct(batch)
-            one = self._examples(model, 1)[0]
-            for concurrent in (1, 1, 1, 2, 4, 8, 16, 1, 2, 4, 8, 16):  # batches of several sizes to fit to
-                await asyncio.gather(*(model.batcher.infer(one) for _ in range(concurrent)))
-            model.batcher.calibrate()
-            model.batcher.recording = True
-            model.ready = True
-            metrics.MODEL_READY.labels(model=model.name).set(1)
+        """One engine call per batch-size bucket (and length bucket for tokens), the batch limit measured
+        (batch_limit.py), then a few calls through the batcher so it has measured the engine before real
+        traffic arrives. While measuring, the worker has the machine to itself."""
+        measuring = self.config.batching and self.config.measure_batch_limit
+        with machine_to_itself() if measuring else contextlib.nullcontext():
+            for model in self.models.values():
+                await self._warm_up_one(model, measuring)
+
+    async def _warm_up_one(self, model: ServedModel, measuring: bool) -> None:
+        sizes = sorted({1 << k for k in range(self.config.max_batch_size.bit_length())}
+                       | {self.config.max_batch_size})
+        sizes = [s for s in sizes if s <= self.config.max_batch_size]
+        for rows in sizes:
+            for batch in self._examples(model, rows):
+                model.batcher.infer_direct(batch)
+        model.batcher.limit_batches(self._measure_batch_limits(model, sizes) if measuring
+                                    else BatchLimits.fixed(self.config.max_batch_size))
+        one = self._examples(model, 1)[0]
+        for concurrent in (1, 1, 1, 2, 4, 8, 16, 1, 2, 4, 8, 16):  # batches of several sizes to fit to
+            await asyncio.gather(*(model.batcher.infer(one) for _ in range(concurrent)))
+        model.batcher.calibrate()
+        model.batcher.recording = True
+        model.ready = True
+        metrics.MODEL_READY.labels(model=model.name).set(1)
+
+    def _measure_batch_limits(self, model: ServedModel, sizes: list[int]) -> BatchLimits:
+        """Time the engine at each batch size (and, for tokens, each length bucket); see batch_limit.py."""
+        by_length: dict[int, list[np.ndarray]] = {}
+        for rows in sizes:
+            for batch in self._examples(model, rows):
+                by_length.setdefault(batch.shape[1] if model.is_tokens else ANY_LENGTH, []).append(batch)
+        limits = {}
+        for length, batches in sorted(by_length.items()):
+            costs = cost_per_row(model.batcher.infer_direct, batches)
+            limits[length] = efficient_batch_limit(costs)
+            log.info("%s%s: at most %d rows per engine call; ms per row by batch size: %s", model.name,
+                     f" ({length} tokens)" if length else "", min(limits[length], self.config.max_batch_size),
+                     describe(costs))
+        return BatchLimits(limits)
 
     @staticmethod
     def _examples(model: ServedModel, rows: int) -> list[np.ndarray]:

@@ -1,6 +1,7 @@
 """The BentoML service: API declarations and wiring. The work is in the modules beside it."""
 
 import gc
+import logging
 from typing import Any
 
 import bentoml
@@ -20,6 +21,8 @@ CONFIG = ServeConfig.from_env()
 install_timeout_fix()  # both before BentoML builds the app in this worker
 trim_request_path(tracing=CONFIG.tracing)
 REGISTRY = ModelRegistry(CONFIG)  # one per worker process
+# BentoML leaves the root logger at WARNING; the startup lines (each model loaded, its batch limits) are INFO.
+logging.getLogger("modelserve").setLevel(logging.INFO)
 
 def _answer(ctx: bentoml.Context, result: dict | Response) -> dict | Response:
     """BentoML sets the reply status from ctx when an API takes ctx, so a refusal's status goes there too."""

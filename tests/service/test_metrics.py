@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -39,7 +40,7 @@ async def load(url: str, model: str, instance, count: int, headers: dict) -> lis
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
-def test_every_metric_appears_and_moves_with_two_workers(guarded_server):
+def test_every_metric_appears_and_moves_with_two_workers(guarded_server, trained):
     headers = {"Authorization": f"Bearer {API_KEY}"}
     before = scrape(guarded_server.url)
     traffic = {"regression": [100.0, 10.0], "mlp": [0.5], "transformer": "xxaxb"}
@@ -58,6 +59,16 @@ def test_every_metric_appears_and_moves_with_two_workers(guarded_server):
             assert moved > 0, f"{metric} did not move for {model}"
         info = [k for k in after if k.startswith("modelserve_model_info{") and f'model="{model}"' in k]
         assert len(info) == 1 and 'backend="onnx"' in info[0] and 'device="cpu"' in info[0] and after[info[0]] == 1
+        limits = [v for k, v in after.items()
+                  if k.startswith("modelserve_batch_limit_rows{") and f'model="{model}"' in k]
+        assert limits and all(1 <= v <= 64 for v in limits), limits
+    # regression's engine call is nearly all fixed cost (~8 us for 1 row or 64): warm-up keeps its batches whole
+    assert after['modelserve_batch_limit_rows{length="any",model="regression"}'] == 64
+    # the transformer has a limit per length bucket, from 8 tokens to its longest
+    lengths = {re.search(r'length="(\w+)"', k).group(1) for k in after
+               if k.startswith("modelserve_batch_limit_rows{") and 'model="transformer"' in k}
+    max_len = trained["transformer"]["manifest"]["inputs"][0]["max_len"]
+    assert {"8", str(max_len)} <= lengths and all(n.isdigit() for n in lengths), lengths
     assert total(after, "modelserve_rejected_requests_total", model="mlp", reason="invalid_input") \
         - total(before, "modelserve_rejected_requests_total", model="mlp", reason="invalid_input") == 3
     assert total(after, "bentoml_service_request_total") - total(before, "bentoml_service_request_total") >= 363
