@@ -206,6 +206,8 @@ SYSTEMS = {
     "modelserve-unbatched": lambda: Modelserve(f"modelserve (unbatched, {WORKERS} workers)", batching="false",
                                                workers=WORKERS),
     "modelserve-1w": lambda: Modelserve("modelserve (batched, onnx, 1 worker)"),
+    "modelserve-no-limit": lambda: Modelserve(f"modelserve (batched to max_batch_size, onnx, {WORKERS} workers)",
+                                              measure_batch_limit="false", workers=WORKERS),
     "stock-bentoml": lambda: StockBentoml("stock BentoML (batched)"),
     "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
     "ray-serve": lambda: RayServePeer("Ray Serve (@serve.batch)"),
