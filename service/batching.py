@@ -170,11 +170,14 @@ class _Dispatcher(CorkDispatcher):
         self.optimizer.trigger_refresh()
 
 
-INLINE_BELOW_S = 300e-6
+INLINE_BELOW_S = 500e-6
 """Engine calls predicted to take less than this run on the event loop. Handing a call to a worker thread
 and back costs 80-140 us (measured: an empty call through anyio's thread pool), as much as the default
 transformer's engine call at batch 1. With this (and the event-driven controller) the default transformer
-served 1.3x the requests at c=1, side by side with the code before."""
+served 1.3x the requests at c=1, side by side with the code before. The threshold was 300 us until
+TorchScript's batch-1 call (300-380 us) was found paying the hop on every request (perf: 12 % of the
+worker's samples in the kernel, mostly task switches); at 500 us it served 1.18x (c=1) and 1.15x (c=8) the
+rows, side by side, with ONNX unchanged within noise (c=1 0.93x, where both run the same path; c=8 1.10x)."""
 
 
 def _overloaded():
