@@ -13,18 +13,30 @@ from service.inputs import FeatureSchema, TokenSchema
 from service.registry import ModelRegistry, ServedModel
 from tests.service.test_dispatch import TimedEngine
 
-# The heavy benchmark transformer on one ORT thread, ms per row by batch size (measured 2026-11-22).
-HEAVY_CPU_CURVE = {1: 10.9, 2: 10.6, 4: 10.3, 8: 10.45, 16: 11.0, 32: 12.5, 64: 11.8}
+MS = 1e-3
+US = 1e-6
+
+# Measured 2026-11-22, seconds per row by batch size.
+HEAVY_CPU_CURVE = {1: 10.9 * MS, 2: 10.6 * MS, 4: 10.3 * MS, 8: 10.45 * MS, 16: 11.0 * MS, 32: 12.5 * MS, 64: 11.8 * MS}
+DEFAULT_TRANSFORMER = {1: 224 * US, 2: 174 * US, 4: 146 * US, 8: 136 * US, 16: 97 * US, 32: 97 * US, 64: 98 * US}
+# The default transformer at 32 tokens on a busy machine: by the engine alone 8 rows would look best.
+DEFAULT_TRANSFORMER_NOISY = {1: 293 * US, 2: 129 * US, 4: 118 * US, 8: 122 * US, 16: 132 * US, 32: 129 * US,
+                             64: 158 * US}
 
 
 @pytest.mark.parametrize("costs, limit", [
     (HEAVY_CPU_CURVE, 8),  # 8 is within 5 % of the cheapest (4); 16 and up are not
-    ({1: 224, 2: 174, 4: 146, 8: 136, 16: 97, 32: 97, 64: 98}, 64),  # the default transformer: keeps falling
-    ({1: 10.0, 2: 10.2, 4: 10.4, 8: 10.6}, 4),  # flat with noise: the larger batches inside the slack
-    ({1: 5.0, 2: 6.0, 4: 8.0}, 1),  # dearer per row from the start: no merging at all
+    (DEFAULT_TRANSFORMER, 64),  # keeps falling
+    (DEFAULT_TRANSFORMER_NOISY, 32),  # the cost of each call (a thread hop) still favours 32 rows
+    ({1: 10.0 * MS, 2: 10.2 * MS, 4: 10.4 * MS, 8: 10.6 * MS}, 4),  # flat with noise: larger batches in the slack
+    ({1: 5.0 * MS, 2: 6.0 * MS, 4: 8.0 * MS}, 1),  # dearer per row from the start: no merging at all
 ])
 def test_the_limit_is_the_largest_batch_within_the_slack_of_the_cheapest(costs, limit):
     assert efficient_batch_limit(costs) == limit
+
+
+def test_without_the_cost_per_call_a_noisy_curve_would_cut_batches_that_pay():
+    assert efficient_batch_limit(DEFAULT_TRANSFORMER_NOISY, call_overhead_s=0) == 8
 
 
 def test_a_token_batch_takes_the_limit_of_the_shortest_bucket_that_holds_it():
