@@ -1,16 +1,21 @@
 """The batch limit measured at warm-up: batches stop growing where the engine's cost per row stops falling."""
 
 import asyncio
+import os
+import subprocess
+import sys
+import tempfile
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from service.batch_limit import BatchLimits, cost_per_row, efficient_batch_limit
+from service.batch_limit import BatchLimits, cost_per_row, efficient_batch_limit, machine_to_itself
 from service.batching import ModelBatcher
 from service.config import ServeConfig
 from service.inputs import FeatureSchema, TokenSchema
 from service.registry import ModelRegistry, ServedModel
+from tests.paths import REPO
 from tests.service.test_dispatch import TimedEngine
 
 MS = 1e-3
@@ -132,3 +137,26 @@ def test_token_models_get_a_limit_per_length_bucket():
 def test_with_measuring_off_batches_grow_to_max_batch_size():
     batcher = asyncio.run(warmed_up(CurveEngine({2: RISING_PAST_4}), measure=False))
     assert batcher.limits == BatchLimits.fixed(8)
+
+
+WAIT_FOR_LOCK = """
+import time
+from service.batch_limit import machine_to_itself
+started = time.monotonic()
+with machine_to_itself(wait_s=0.5):
+    print(round(time.monotonic() - started, 2))
+"""
+
+
+def test_warm_ups_on_one_machine_take_turns(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a lock of this test's own
+
+    def other_warm_up() -> float:
+        env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-c", WAIT_FOR_LOCK], env=env, capture_output=True, text=True,
+                              timeout=60, check=True)
+        return float(done.stdout)
+
+    with machine_to_itself():
+        assert other_warm_up() >= 0.5  # it waited its whole allowance, then went ahead rather than hang
+    assert other_warm_up() < 0.5  # free again once the holder is done
