@@ -100,10 +100,10 @@ class ModelRegistry:
         sizes = sorted({1 << k for k in range(self.config.max_batch_size.bit_length())}
                        | {self.config.max_batch_size})
         sizes = [s for s in sizes if s <= self.config.max_batch_size]
-        for rows in sizes:
-            for batch in self._examples(model, rows):
-                model.batcher.infer_direct(batch)
-        model.batcher.limit_batches(self._measure_batch_limits(model, sizes) if measuring
+        examples = [batch for rows in sizes for batch in self._examples(model, rows)]
+        for batch in examples:
+            model.batcher.infer_direct(batch)
+        model.batcher.limit_batches(self._measure_batch_limits(model, examples) if measuring
                                     else BatchLimits.fixed(self.config.max_batch_size))
         one = self._examples(model, 1)[0]
         for concurrent in (1, 1, 1, 2, 4, 8, 16, 1, 2, 4, 8, 16):  # batches of several sizes to fit to
@@ -113,19 +113,18 @@ class ModelRegistry:
         model.ready = True
         metrics.MODEL_READY.labels(model=model.name).set(1)
 
-    def _measure_batch_limits(self, model: ServedModel, sizes: list[int]) -> BatchLimits:
-        """Time the engine at each batch size (and, for tokens, each length bucket); see batch_limit.py."""
+    @staticmethod
+    def _measure_batch_limits(model: ServedModel, examples: list[np.ndarray]) -> BatchLimits:
+        """Time the engine on the warm-up batches, each token length bucket apart; see batch_limit.py."""
         by_length: dict[int, list[np.ndarray]] = {}
-        for rows in sizes:
-            for batch in self._examples(model, rows):
-                by_length.setdefault(batch.shape[1] if model.is_tokens else ANY_LENGTH, []).append(batch)
+        for batch in examples:
+            by_length.setdefault(batch.shape[1] if model.is_tokens else ANY_LENGTH, []).append(batch)
         limits = {}
         for length, batches in sorted(by_length.items()):
             costs = cost_per_row(model.batcher.infer_direct, batches)
             limits[length] = efficient_batch_limit(costs)
             log.info("%s%s: at most %d rows per engine call; ms per row by batch size: %s", model.name,
-                     f" ({length} tokens)" if length else "", min(limits[length], self.config.max_batch_size),
-                     describe(costs))
+                     f" ({length} tokens)" if length else "", limits[length], describe(costs))
         return BatchLimits(limits)
 
     @staticmethod

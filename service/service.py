@@ -24,6 +24,7 @@ REGISTRY = ModelRegistry(CONFIG)  # one per worker process
 # BentoML leaves the root logger at WARNING; the startup lines (each model loaded, its batch limits) are INFO.
 logging.getLogger("modelserve").setLevel(logging.INFO)
 
+
 def _answer(ctx: bentoml.Context, result: dict | Response) -> dict | Response:
     """BentoML sets the reply status from ctx when an API takes ctx, so a refusal's status goes there too."""
     if isinstance(result, Response):
