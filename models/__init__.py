@@ -9,6 +9,9 @@ import importlib
 
 from models.tokenizer import ByteTokenizer
 
+TASKS = ("regression", "binary", "multiclass")
+"""What a model can be trained to predict; a head is built for one of them."""
+
 _LAZY = {
     "REGISTRY": "models.registry", "DEFAULT_MODELS": "models.registry", "build_model": "models.registry",
     "make_config": "models.registry", "input_kind": "models.registry", "config_to_dict": "models.registry",
@@ -25,4 +28,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'models' has no attribute {name!r}")
 
 
-__all__ = ["ByteTokenizer", *_LAZY]
+__all__ = ["TASKS", "ByteTokenizer", *_LAZY]

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 import models
-from training.data import TASKS, DataError
-from training.export import ParityError
+from training.errors import DataError, ParityError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -18,13 +17,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model, export it and save it into the BentoML model store")
-    train.add_argument("model", choices=sorted(models.REGISTRY), help="architecture to train")
+    train.add_argument("model", choices=_ModelNames(), metavar="MODEL",
+                       help="architecture to train (an unknown name is refused with the list of known ones)")
     train.add_argument("--name", help="name in the model store (default: the architecture's name)")
     train.add_argument("--data", type=Path, help="CSV or Parquet file with named columns (default: built-in data)")
     train.add_argument("--target", help="column to predict (with --data)")
     train.add_argument("--features", type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
                        help="comma-separated feature columns (default: every column but the target)")
-    train.add_argument("--task", choices=TASKS)
+    train.add_argument("--task", choices=models.TASKS)
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
@@ -62,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     examples = commands.add_parser("examples", help="print a ready-to-paste curl for each model in the store")
     examples.add_argument("--url", default="http://127.0.0.1:3000")
     return parser
+
+
+class _ModelNames:
+    """The registry's architecture names, read when `train` is parsed: the registry imports torch, which the
+    other commands (`serve` among them, at every server start) need not wait 2-3 s for."""
+
+    def __iter__(self):
+        return iter(sorted(models.REGISTRY))
+
+    def __contains__(self, name: object) -> bool:
+        return name in models.REGISTRY
 
 
 BENCHMARKS = {"serving": "serving.py", "paired": "paired.py", "training": "train_throughput.py"}

@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 from models import ByteTokenizer
+from training.errors import DataError
 
-TASKS = ("regression", "binary", "multiclass")
 MIN_ROWS = 10  # below this a train/validation split says nothing
 
 # price (thousands) = intercept + area_m2 * a + age_years * b + noise; the tests recover these.
@@ -23,10 +23,6 @@ HOUSING_NOISE_STD = 10.0
 # zigzag: a piecewise-linear function through these knots.
 ZIGZAG_KNOTS_X = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 ZIGZAG_KNOTS_Y = (0.0, 1.0, -1.0, 1.0, -1.0, 1.0, 0.0)
-
-
-class DataError(ValueError):
-    """User data that cannot be trained on; the message names file, column and row."""
 
 
 @dataclass

@@ -17,12 +17,10 @@ import onnxruntime
 import torch
 from torch import nn
 
+from training.errors import ParityError  # (raised here; also imported from here)
+
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCH_SIZES = (1, 7, 64)
-
-
-class ParityError(RuntimeError):
-    """An exported model disagrees with the eager model beyond the tolerance."""
 
 
 class ServingGraph(nn.Module):

@@ -87,7 +87,7 @@ def load_dataset(opts: JobOptions, data_table: dict, task: str | None, max_len: 
 
 
 def check_task(model_name: str, task: str) -> None:
-    allowed = {"regression": ("regression",), "mlp": datasets.TASKS}.get(model_name, ("binary", "multiclass"))
+    allowed = {"regression": ("regression",), "mlp": models.TASKS}.get(model_name, ("binary", "multiclass"))
     if task not in allowed:
         raise ValueError(f"model {model_name!r} cannot do --task {task}; it supports {', '.join(allowed)}")
 
@@ -115,8 +115,8 @@ def run(opts: JobOptions) -> str | None:
     toml = read_toml(opts.config_file) if opts.config_file else {}
     config = train_config(recipe.train, toml.get("train", {}), opts.overrides or {})
     task = opts.task or toml.get("data", {}).get("task")
-    if task is not None and task not in datasets.TASKS:
-        raise ValueError(f"--task must be one of {', '.join(datasets.TASKS)}, got {task!r}")
+    if task is not None and task not in models.TASKS:
+        raise ValueError(f"--task must be one of {', '.join(models.TASKS)}, got {task!r}")
     if task is not None:
         check_task(opts.model, task)  # before reading any data: the cheapest problem to report
     max_len = {**recipe.model, **toml.get("model", {})}.get("max_len", 64)

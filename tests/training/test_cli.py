@@ -1,11 +1,13 @@
 """The train command on user files, TOML configs and --dry-run, through the real entry point."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 
-from tests.conftest import run_modelserve, store_snapshot
+from tests.conftest import REPO, run_modelserve, store_snapshot
 from training.cli import main
 from training.store import list_models
 
@@ -67,3 +69,12 @@ def test_dry_run_exports_and_checks_but_saves_nothing(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "nothing saved to the model store" in result.stdout and "parity max diff" in result.stdout
     assert store_snapshot(home) == {}
+
+
+def test_commands_other_than_train_start_without_importing_torch():
+    """`modelserve serve` starts every server through this module: importing torch there cost 2-3 s per start."""
+    check = ("import sys, training.cli as cli; parser = cli._parser(); parser.parse_args(['serve']); "
+             "parser.parse_args(['examples']); torch_after_serve = 'torch' in sys.modules; "
+             "parser.parse_args(['train', 'mlp']); sys.exit(1 if torch_after_serve else 0)")
+    result = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, "parsing `serve` imported torch" + result.stderr[-2000:]
