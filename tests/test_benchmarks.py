@@ -61,18 +61,21 @@ def test_serving_benchmark_peers_start_answer_alike_and_stop(trained, tmp_path):
     assert leftovers.stdout == "", f"peer processes left running: {leftovers.stdout}"
 
 
-def test_paired_benchmark_alternates_two_systems_and_writes_results(trained, tmp_path):
+def test_paired_benchmark_alternates_fresh_servers_beside_a_twin_and_writes_results(trained, tmp_path):
     from tests.paths import SESSION_HOME
 
     done = subprocess.run([sys.executable, "-m", "training.cli", "bench", "paired", "--models", "regression",
-                           "--concurrency", "8",
+                           "--concurrency", "8", "--control",
                            "--rounds", "2", "--seconds", "1", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "BENTOML_HOME": str(SESSION_HOME)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "paired.json").read_text())
-    assert result["systems"][0].startswith("modelserve (batched") and "unbatched" in result["systems"][1]
+    first, second, twin = result["systems"]
+    assert first.startswith("modelserve (batched") and "unbatched" in second and twin == f"{first}, twin"
     point = result["points"]["regression"]["8"]
-    assert len(point["round_ratios"]) == 2 and point["errors"] == [0, 0]
+    assert len(point["round_ratios"]) == len(point["control_round_ratios"]) == 2 and point["errors"] == [0, 0, 0]
     assert point["ratio_of_medians"] == point["median_rows_per_s"][0] / point["median_rows_per_s"][1] > 0
-    assert "| regression | 8 |" in (tmp_path / "paired.md").read_text()
+    assert point["control_ratio_of_medians"] == point["median_rows_per_s"][0] / point["median_rows_per_s"][2]
+    report = (tmp_path / "paired.md").read_text()
+    assert "| regression | 8 |" in report and "twin" in report
