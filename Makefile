@@ -54,9 +54,10 @@ bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/paired.py --control
 	$(BIN)/python benchmarks/serving.py --stem heavy --models transformer-heavy --concurrency 8,64 \
 		--systems modelserve,modelserve-unbatched,fastapi,mlserver --memory-batch-sizes ""
-	$(BIN)/python benchmarks/paired.py --stem paired-heavy --models transformer-heavy --concurrency 8,64 --rounds 5
+	$(BIN)/python benchmarks/paired.py --stem paired-heavy --models transformer-heavy --concurrency 8,64 --rounds 5 \
+		--seconds 5 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-limit --systems modelserve,modelserve-no-limit \
-		--models transformer-heavy,transformer --concurrency 64 --rounds 5
+		--models transformer-heavy,transformer --concurrency 64 --rounds 5 --control
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
