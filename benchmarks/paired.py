@@ -7,10 +7,13 @@ turns at every point; the verdict is the ratio of their medians, with each round
 Each round starts every system afresh. One server instance can stay 5-15 % slower than an identical one
 for as long as it runs: at concurrency 1, three instances of the same code served 1,701, 1,877 and
 1,979 rows/s side by side over 4 rounds, and a run that kept its servers for all rounds showed batching
-behind at c=1 in 9 rounds of 9, where the next such run showed it ahead. Restarting lets that draw come
-out differently each round, so the median is over instances as well as windows. `--control` adds a
-second instance of the first system (a twin): its ratio to the first is what "no difference" measures
-at each point, the noise floor to read the verdict against.
+behind at c=1 in 9 rounds of 9, where the next such run showed it ahead. The draw seems to be the
+worker process's: in one check, a server whose c=1 connection landed on the same worker in 5 windows of
+6 ran 10 % below its twin throughout. Memory layout and the hash seed, drawn anew for each process, are
+the usual suspects (pyperf spawns many processes for the same reason). Restarting lets the draw come out
+differently each round, so the median is over processes as well as windows. `--control` adds a second
+instance of the first system (a twin): its ratio to the first is what "no difference" measures at each
+point, the noise floor to read the verdict against.
 
 The default compares batching on and off:
 
