@@ -87,10 +87,14 @@ def paired(keys: list[str], models: list[str], concurrencies: list[int], rounds:
     dirs = model_dirs(models)
     names = [s.name for s in _make_systems(keys, control)]
     runs = {(m, c): [[] for _ in names] for m in models for c in concurrencies}
+    logs = []  # each round's server logs, per system: what each instance measured at warm-up, for example
     for turn in range(rounds):
-        _one_round(_make_systems(keys, control), dirs, models, concurrencies, seconds, turn, runs)
+        systems = _make_systems(keys, control)
+        _one_round(systems, dirs, models, concurrencies, seconds, turn, runs)
+        logs.append([str(s.log) for s in systems])
         print(f"round {turn + 1} of {rounds} done", flush=True)
-    result = {"systems": names, "rounds": rounds, "seconds": seconds, "control": control, "points": {}}
+    result = {"systems": names, "rounds": rounds, "seconds": seconds, "control": control, "points": {},
+              "server_logs_by_round": logs}
     for model in models:
         for concurrency in concurrencies:
             point = result["points"].setdefault(model, {})[str(concurrency)] = _summary(runs[(model, concurrency)],

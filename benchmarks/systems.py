@@ -73,6 +73,8 @@ class System:
     process: subprocess.Popen | None = None
     has_metrics: bool = False
     one_model_at_a_time: bool = False
+    log: Path | None = None
+    """The server's output, once started (one file per start: the port is in its name)."""
 
     @property
     def url(self) -> str:
@@ -107,7 +109,7 @@ class System:
 
     def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz") -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
-        log = LOGS / f"{self.name.split(' ')[0].lower()}-{self.port}.log"
+        log = self.log = LOGS / f"{self.name.split(' ')[0].lower()}-{self.port}.log"
         with log.open("wb") as out:
             self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)

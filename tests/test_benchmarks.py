@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -79,3 +80,5 @@ def test_paired_benchmark_alternates_fresh_servers_beside_a_twin_and_writes_resu
     assert point["control_ratio_of_medians"] == point["median_rows_per_s"][0] / point["median_rows_per_s"][2]
     report = (tmp_path / "paired.md").read_text()
     assert "| regression | 8 |" in report and "twin" in report
+    logs = [Path(log) for per_round in result["server_logs_by_round"] for log in per_round]
+    assert len(set(logs)) == 6 and all("regression" in log.read_text() for log in logs)  # 3 fresh servers a round
