@@ -61,7 +61,8 @@ def _batching_rows(results: dict) -> list[dict]:
     below = sorted((point for point, ratio in ratios.items() if ratio < 1.0), key=ratios.get)
     (model, c), worst = min(ratios.items(), key=lambda item: item[1])
     where = "; below 1.0 at " + ", ".join(f"{m} c={cc} ({ratios[(m, cc)]:.2f})" for m, cc in below) if below else ""
-    return [_row(f"batching on against off, worst of {len(ratios)} points ({model} c={c}){where}", worst, 1.0)]
+    return [_row(f"batching on against off, worst of {len(ratios)} points in single windows ({model} c={c}){where}; "
+                 "paired.md compares them side by side", worst, 1.0)]
 
 
 def markdown(rows: list[dict]) -> list[str]:

@@ -32,7 +32,7 @@ def test_targets_met_and_missed_are_told_apart():
         "transformer c=64: rows/s against FastAPI": True,
         "transformer c=64: p99 no worse than FastAPI's": False,  # 30 ms against 25
         "transformer c=64: errors": True,
-        "batching on against off, worst of 2 points": False,  # mlp c=1 at 0.90
+        "batching on against off, worst of 2 points in single windows": False,  # mlp c=1 at 0.90
         "bulk transformer: served rows/s of the raw engine at batch 64": False,
     }
     batching = next(row for row in rows if row["target"].startswith("batching"))
