@@ -11,17 +11,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime
-from systems import BENCH, EXAMPLE
+from systems import BENCH, EXAMPLE, Framed
 
 
-def run_wrk(url: str, body: dict, concurrency: int, seconds: float, rows_per_request: int = 1) -> dict:
+def run_wrk(url: str, body: dict | Framed, concurrency: int, seconds: float, rows_per_request: int = 1) -> dict:
     """One wrk window (1 thread, keep-alive connections). Non-2xx answers are errors, never throughput."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(body, f)
+    framed = body if isinstance(body, Framed) else Framed(json.dumps(body).encode())
+    with tempfile.NamedTemporaryFile("wb", suffix=".body", delete=False) as f:
+        f.write(framed.content)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s",
                           str(BENCH / "wrk_post.lua"), url], capture_output=True, text=True, check=True,
-                         env={**os.environ, "WRK_BODY_FILE": f.name})
+                         env={**os.environ, "WRK_BODY_FILE": f.name,
+                              "WRK_HEADERS": "\n".join(f"{k}: {v}" for k, v in framed.headers.items())})
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     os.unlink(f.name)
     stats = json.loads(out.stdout.strip().splitlines()[-1])

@@ -47,7 +47,7 @@ def _make_systems(keys: list[str], control: bool) -> list[System]:
 
 
 def _one_round(systems: list[System], dirs: dict, models: list[str], concurrencies: list[int], seconds: float,
-               turn: int, runs: dict) -> None:
+               turn: int, runs: dict, rows: int) -> None:
     """Start every system, measure each point with the systems taking turns, stop them all."""
     try:
         for system in systems:
@@ -55,14 +55,14 @@ def _one_round(systems: list[System], dirs: dict, models: list[str], concurrenci
         for model in models:
             for system in systems:
                 check_answer(system, model, dirs[model] / "model.onnx")
-                path, body = system.request(model)
+                path, body = system.request(model, rows)
                 run_wrk(system.url + path, body, max(concurrencies), WARM_UP_SECONDS)  # warm-up, not recorded
             for concurrency in concurrencies:
                 order = systems[turn % len(systems):] + systems[:turn % len(systems)]  # nobody always goes first
                 for system in order:
-                    path, body = system.request(model)
+                    path, body = system.request(model, rows)
                     runs[(model, concurrency)][systems.index(system)].append(
-                        run_wrk(system.url + path, body, concurrency, seconds))
+                        run_wrk(system.url + path, body, concurrency, seconds, rows_per_request=rows))
     finally:
         for system in systems:
             system.stop()
@@ -83,17 +83,18 @@ def _summary(per_system: list[list[dict]], control: bool) -> dict:
 
 
 def paired(keys: list[str], models: list[str], concurrencies: list[int], rounds: int, seconds: float,
-           control: bool = False) -> dict:
+           control: bool = False, rows: int = 1) -> dict:
     dirs = model_dirs(models)
     names = [s.name for s in _make_systems(keys, control)]
     runs = {(m, c): [[] for _ in names] for m in models for c in concurrencies}
     logs = []  # each round's server logs, per system: what each instance measured at warm-up, for example
     for turn in range(rounds):
         systems = _make_systems(keys, control)
-        _one_round(systems, dirs, models, concurrencies, seconds, turn, runs)
+        _one_round(systems, dirs, models, concurrencies, seconds, turn, runs, rows)
         logs.append([str(s.log) for s in systems])
         print(f"round {turn + 1} of {rounds} done", flush=True)
-    result = {"systems": names, "rounds": rounds, "seconds": seconds, "control": control, "points": {},
+    result = {"systems": names, "rounds": rounds, "seconds": seconds, "control": control, "rows_per_request": rows,
+              "points": {},
               "server_logs_by_round": logs}
     for model in models:
         for concurrency in concurrencies:
@@ -114,7 +115,7 @@ def write(result: dict, out: Path, stem: str) -> None:
     lines = [f"# {first} against {second}, alternating windows ({result['date']})", "",
              f"Machine: {result['machine']}. {result['rounds']} rounds of {result['seconds']} s windows per point; "
              "every system is started afresh each round and they take turns at each point (who goes first "
-             "rotates); one instance per request."
+             f"rotates); {result['rows_per_request']} instance(s) per request."
              + (" The twin is a second instance of the first system: its ratio is the noise floor." if control else ""),
              "", "| model | concurrency | rows/s (first) | rows/s (second) | ratio of medians | each round | "
              + ("first against its twin (each round) | " if control else "")
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32,64,128")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rows", type=int, default=1, help="instances per request (64: bulk requests)")
     parser.add_argument("--control", action="store_true",
                         help="add a second instance of the first system: the noise floor at each point")
     parser.add_argument("--stem", default="paired")
@@ -164,7 +166,7 @@ def main() -> None:
     if len(keys) != 2 or set(keys) - set(SYSTEMS) or any(SYSTEMS[k]().one_model_at_a_time for k in keys):
         sys.exit(f"--systems takes two systems that serve all models at once, from {', '.join(SYSTEMS)}")
     result = paired(keys, args.models.split(","), [int(c) for c in args.concurrency.split(",")], args.rounds,
-                    args.seconds, args.control)
+                    args.seconds, args.control, args.rows)
     result.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"})
     write(result, args.out, args.stem)

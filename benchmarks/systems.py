@@ -4,6 +4,7 @@ Each system starts on 127.0.0.1 (peers in their own virtual environments, which 
 bentoml), says how a request of k instances looks for it, and stops its whole process group.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -28,6 +29,14 @@ _PATTERN = "xqazbk"
 EXAMPLE = {"regression": [120.0, 15.0], "mlp": [0.5],
            "transformer": [ord(c) + 4 for c in (_PATTERN * 6)[:32]],          # 32 tokens
            "transformer-heavy": [ord(c) + 4 for c in (_PATTERN * 22)[:128]]}  # 128 tokens
+
+
+@dataclass(frozen=True)
+class Framed:
+    """A request body that is not a JSON document: its bytes and the headers that say how to read them."""
+
+    content: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -83,20 +92,23 @@ class System:
     def start(self, dirs: dict[str, Path], models: list[str]) -> None:
         raise NotImplementedError
 
-    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
-        """(path, JSON body) of one request carrying k instances of the model's example."""
+    def request(self, model: str, k: int = 1) -> tuple[str, dict | Framed]:
+        """(path, body: JSON, or Framed bytes) of one request carrying k instances of the model's example."""
         return f"/v1/models/{model}:predict", {"instances": [EXAMPLE[model]] * k}
 
     def answer(self, model: str) -> list[float]:
         """The system's prediction for one example, flattened: the benchmark checks it against the raw engine."""
         path, body = self.request(model)
-        response = httpx.post(self.url + path, json=body, timeout=30)
+        if isinstance(body, Framed):
+            response = httpx.post(self.url + path, content=body.content, headers=body.headers, timeout=30)
+        else:
+            response = httpx.post(self.url + path, json=body, timeout=30)
         response.raise_for_status()
-        return list(np.ravel(self._predictions(response.json())))
+        return list(np.ravel(self._predictions(response)))
 
     @staticmethod
-    def _predictions(body) -> list:
-        return body["predictions"]
+    def _predictions(response: httpx.Response) -> list:
+        return response.json()["predictions"]
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -132,8 +144,42 @@ class Modelserve(System):
                     env)
 
     @staticmethod
-    def _predictions(body) -> list:  # classifiers answer {"label", "probabilities": {class: p}} per instance
-        return [list(p["probabilities"].values()) if isinstance(p, dict) else p for p in body["predictions"]]
+    def _predictions(response: httpx.Response) -> list:  # classifiers: {"label", "probabilities": {class: p}}
+        return [list(p["probabilities"].values()) if isinstance(p, dict) else p for p in response.json()["predictions"]]
+
+
+def _v2_tensor(model: str, k: int, name: str) -> tuple[dict, np.ndarray]:
+    """One v2 input tensor of k copies of the model's example, and its values as an array."""
+    values = np.asarray([EXAMPLE[model]] * k, dtype=np.int64 if model.startswith("transformer") else np.float32)
+    datatype = "INT64" if values.dtype == np.int64 else "FP32"
+    return {"name": name, "shape": list(values.shape), "datatype": datatype}, values
+
+
+class ModelserveV2(Modelserve):
+    """modelserve asked through the Open Inference Protocol: JSON tensors, or binary ones (Triton's extension)."""
+
+    def __init__(self, name: str, binary: bool, **settings: str) -> None:
+        super().__init__(name, **settings)
+        self.binary = binary
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict | Framed]:
+        path = f"/v2/models/{model}/infer"
+        tensor, values = _v2_tensor(model, k, "input_ids" if model.startswith("transformer") else "features")
+        if not self.binary:
+            return path, {"inputs": [{**tensor, "data": values.ravel().tolist()}]}
+        raw = values.tobytes()
+        header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}],
+                             "parameters": {"binary_data_output": True}}).encode()
+        return path, Framed(header + raw, {"Inference-Header-Content-Length": str(len(header))})
+
+    @staticmethod
+    def _predictions(response: httpx.Response) -> list:
+        length = response.headers.get("inference-header-content-length")
+        if length is None:
+            return response.json()["outputs"][0]["data"]
+        first = json.loads(response.content[:int(length)])["outputs"][0]  # its bytes come first after the header
+        size = first["parameters"]["binary_data_size"]
+        return np.frombuffer(response.content[int(length):int(length) + size], dtype="<f4").tolist()
 
 
 class StockBentoml(System):
@@ -154,8 +200,8 @@ class StockBentoml(System):
         return "/predict", {"inputs": [EXAMPLE[model]] * k}
 
     @staticmethod
-    def _predictions(body) -> list:
-        return body
+    def _predictions(response: httpx.Response) -> list:
+        return response.json()
 
 
 class FastapiPeer(System):
@@ -191,14 +237,12 @@ class MlserverPeer(System):
             shutil.rmtree(self.repository, ignore_errors=True)
 
     def request(self, model: str, k: int = 1) -> tuple[str, dict]:
-        example = EXAMPLE[model]
-        datatype = "INT64" if model.startswith("transformer") else "FP32"
-        tensor = {"name": "input", "shape": [k, len(example)], "datatype": datatype, "data": example * k}
-        return f"/v2/models/{model}/infer", {"inputs": [tensor]}
+        tensor, values = _v2_tensor(model, k, "input")
+        return f"/v2/models/{model}/infer", {"inputs": [{**tensor, "data": values.ravel().tolist()}]}
 
     @staticmethod
-    def _predictions(body) -> list:
-        return body["outputs"][0]["data"]
+    def _predictions(response: httpx.Response) -> list:
+        return response.json()["outputs"][0]["data"]
 
 
 SYSTEMS = {
@@ -207,6 +251,10 @@ SYSTEMS = {
                                                  backend="torchscript", workers=WORKERS),
     "modelserve-unbatched": lambda: Modelserve(f"modelserve (unbatched, {WORKERS} workers)", batching="false",
                                                workers=WORKERS),
+    "modelserve-v2-json": lambda: ModelserveV2(f"modelserve (v2 JSON tensors, onnx, {WORKERS} workers)", binary=False,
+                                               workers=WORKERS),
+    "modelserve-v2-binary": lambda: ModelserveV2(f"modelserve (v2 binary tensors, onnx, {WORKERS} workers)",
+                                                 binary=True, workers=WORKERS),
     "modelserve-1w": lambda: Modelserve("modelserve (batched, onnx, 1 worker)"),
     "modelserve-no-limit": lambda: Modelserve(f"modelserve (batched to max_batch_size, onnx, {WORKERS} workers)",
                                               measure_batch_limit="false", workers=WORKERS),

@@ -1,8 +1,12 @@
--- wrk script: POST the JSON body in $WRK_BODY_FILE; print one JSON line of results at the end.
+-- wrk script: POST the body in $WRK_BODY_FILE (JSON, or binary-framed tensors with their headers in
+-- $WRK_HEADERS, one "Name: value" per line); print one JSON line of results at the end.
 -- Latencies are in microseconds; errors.status counts non-2xx/3xx answers (never counted as served).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local file = assert(io.open(os.getenv("WRK_BODY_FILE"), "r"))
+for name, value in string.gmatch(os.getenv("WRK_HEADERS") or "", "([^:\n]+): ([^\n]*)") do
+  wrk.headers[name] = value
+end
+local file = assert(io.open(os.getenv("WRK_BODY_FILE"), "rb"))
 wrk.body = file:read("*a")
 file:close()
 

@@ -4,7 +4,8 @@ import numpy as np
 import orjson
 from starlette.responses import JSONResponse, Response
 
-from service import protocol_v1, protocol_v2
+from service import binary_tensors, protocol_v1, protocol_v2
+from service.binary_tensors import BinaryBody
 from service.errors import RequestError
 from service.guard import REASON_HEADER
 from service.registry import ModelRegistry
@@ -31,15 +32,20 @@ async def v1_predict(registry: ModelRegistry, name: str, instances: list) -> Res
 
 
 async def v2_infer(registry: ModelRegistry, name: str, inputs: list, request_id: str | None,
-                   requested_outputs: list | None) -> Response:
+                   requested_outputs: list | None, parameters: dict | None, binary: BinaryBody | None) -> Response:
+    """`binary`: the bytes after the JSON header of a binary-framed body (binary_tensors.py), else None."""
     try:
         model = registry.get(name)
+        if binary is not None:
+            binary_tensors.attach_binary_inputs(inputs, binary)
         batch = protocol_v2.parse_inputs(model, inputs, registry.check_count)
         outputs = await model.batcher.infer(batch)
         reply = {"model_name": model.name, "model_version": model.artifacts.version,
                  "outputs": protocol_v2.format_outputs(model, outputs, requested_outputs)}
         if request_id is not None:
             reply["id"] = request_id
-        return json_reply(reply)
+        as_bytes = binary_tensors.binary_output_names([t["name"] for t in reply["outputs"]], requested_outputs,
+                                                      parameters)
+        return binary_tensors.binary_reply(reply, as_bytes) if as_bytes else json_reply(reply)
     except RequestError as error:
         return refusal(error)

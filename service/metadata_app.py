@@ -6,6 +6,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service import protocol_v1, protocol_v2
+from service.binary_tensors import EXTENSION as BINARY_TENSOR_DATA
 from service.errors import RequestError
 from service.handlers import refusal
 from service.registry import ModelRegistry
@@ -23,7 +24,7 @@ def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlett
         return refused or JSONResponse(protocol_v1.model_metadata(model))
 
     async def v2_server(_: Request) -> Response:
-        return JSONResponse({"name": "modelserve", "version": server_version, "extensions": []})
+        return JSONResponse({"name": "modelserve", "version": server_version, "extensions": [BINARY_TENSOR_DATA]})
 
     async def v2_live(_: Request) -> Response:
         return JSONResponse({"live": True})

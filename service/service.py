@@ -9,6 +9,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from service import handlers
+from service.binary_tensors import accept_binary_bodies, binary_body_of
 from service.config import ServeConfig
 from service.guard import RequestGuard
 from service.metadata_app import build_metadata_app
@@ -78,9 +79,12 @@ class ModelServe:
         parameters: dict[str, Any] | None = None,
         outputs: list[dict[str, Any]] | None = Field(default=None, description="Output tensors to return"),
     ) -> dict:
-        """Open Inference Protocol (KServe v2) inference."""
-        return _answer(ctx, await handlers.v2_infer(REGISTRY, ctx.request.path_params["name"], inputs, id, outputs))
+        """Open Inference Protocol (KServe v2) inference, with tensors as JSON or as binary data (Triton's
+        extension: the JSON header's length in Inference-Header-Content-Length, then the bytes)."""
+        return _answer(ctx, await handlers.v2_infer(REGISTRY, ctx.request.path_params["name"], inputs, id, outputs,
+                                                    parameters, binary_body_of(ctx.request)))
 
 
 keep_input_fields(ModelServe)
+accept_binary_bodies(ModelServe.apis["v2_infer"].input_spec)
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes)
