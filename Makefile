@@ -53,6 +53,8 @@ bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/paired.py --control
 	$(BIN)/python benchmarks/paired.py --stem paired-fastapi --systems modelserve,fastapi --concurrency 1,64 --control
+	$(BIN)/python benchmarks/paired.py --stem paired-mlserver --systems modelserve,mlserver --models transformer \
+		--concurrency 1,64 --control
 	$(BIN)/python benchmarks/serving.py --stem heavy --models transformer-heavy --concurrency 8,64 \
 		--systems modelserve,modelserve-unbatched,fastapi,mlserver --memory-batch-sizes ""
 	$(BIN)/python benchmarks/paired.py --stem paired-heavy --models transformer-heavy --concurrency 8,64 --rounds 5 \
