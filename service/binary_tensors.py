@@ -37,19 +37,19 @@ DTYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np
 class BinaryBody:
     """What followed the JSON header, or why the body could not be split."""
 
-    tail: bytes
+    tail: memoryview  # of the request's body: no copy of what may be megabytes
     framing_error: str | None = None
 
 
 def _split(body: bytes, header_value: str) -> tuple[bytes, BinaryBody]:
+    """(JSON header, what follows it), or an empty header and why the body cannot be split."""
     if not header_value.strip().isdigit():
-        return b"", BinaryBody(b"", f"Inference-Header-Content-Length must be a non-negative integer, "
-                                    f"got {header_value[:40]!r}")
-    length = int(header_value)
-    if length > len(body):
-        return b"", BinaryBody(b"", f"Inference-Header-Content-Length is {length} but the body has only "
-                                    f"{len(body)} bytes")
-    return body[:length], BinaryBody(body[length:])
+        why = f"Inference-Header-Content-Length must be a non-negative integer, got {header_value[:40]!r}"
+    elif int(header_value) > len(body):
+        why = f"Inference-Header-Content-Length is {int(header_value)} but the body has only {len(body)} bytes"
+    else:
+        return body[:int(header_value)], BinaryBody(memoryview(body)[int(header_value):])
+    return b"", BinaryBody(memoryview(b""), why)
 
 
 def accept_binary_bodies(input_model) -> None:
@@ -107,7 +107,7 @@ def attach_binary_inputs(inputs: list, body: BinaryBody) -> None:
     """Give every input sent as bytes its decoded data, in place; refuse a body whose sizes do not add up."""
     if body.framing_error:
         raise InvalidInput(body.framing_error)
-    tail, offset = memoryview(body.tail), 0  # slices of a memoryview share the body's bytes
+    tail, offset = body.tail, 0  # (slices of a memoryview share the body's bytes)
     for index, spec in enumerate(inputs if isinstance(inputs, list) else []):
         parameters = spec.get("parameters") if isinstance(spec, dict) else None
         size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None

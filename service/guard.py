@@ -11,7 +11,10 @@ import re
 from service import metrics
 
 PREDICTION_ROUTE = re.compile(
-    r"^/(?:v1/models/(?P<v1>[^/]+):predict|v2/models/(?P<v2>[^/]+)(?:/versions/[^/]+)?/infer)$")
+    r"^/(?:v1/models/(?P<v1>[^/]+):predict|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer)$")
+VERSION_KEY = "modelserve.version"
+"""Where a versioned v2 inference path leaves its version: it is served by the unversioned route (one BentoML
+API, so both share its batcher and metrics), and the handler refuses a version that is not the one served."""
 REASON_HEADER = b"x-reject-reason"
 REASON_BY_STATUS = {400: "invalid_body", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                     413: "body_too_large", 500: "internal_error", 503: "unavailable"}
@@ -36,6 +39,8 @@ class RequestGuard:
         if match is None:
             return await self.app(scope, receive, send)
         model = match.group("v1") or match.group("v2")
+        if match.group("version") is not None:
+            scope = {**scope, "path": f"/v2/models/{model}/infer", VERSION_KEY: match.group("version")}
         rejected = metrics.REJECTED_REQUESTS
 
         def reject(reason: str) -> None:

@@ -31,11 +31,12 @@ async def v1_predict(registry: ModelRegistry, name: str, instances: list) -> Res
         return refusal(error)
 
 
-async def v2_infer(registry: ModelRegistry, name: str, inputs: list, request_id: str | None,
+async def v2_infer(registry: ModelRegistry, name: str, version: str | None, inputs: list, request_id: str | None,
                    requested_outputs: list | None, parameters: dict | None, binary: BinaryBody | None) -> Response:
-    """`binary`: the bytes after the JSON header of a binary-framed body (binary_tensors.py), else None."""
+    """`version`: from a versioned path, else None; `binary`: the bytes after the JSON header of a
+    binary-framed body (binary_tensors.py), else None."""
     try:
-        model = registry.get(name)
+        model = registry.get(name, version)
         if binary is not None:
             binary_tensors.attach_binary_inputs(inputs, binary)
         batch = protocol_v2.parse_inputs(model, inputs, registry.check_count)

@@ -15,7 +15,7 @@ from service.registry import ModelRegistry
 def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlette:
     def model_or_refusal(request: Request):
         try:
-            return registry.get(request.path_params["name"]), None
+            return registry.get(request.path_params["name"], request.path_params.get("version")), None
         except RequestError as error:
             return None, refusal(error)
 

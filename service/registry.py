@@ -139,13 +139,17 @@ class ModelRegistry:
     def ready(self) -> bool:
         return not self.errors and bool(self.models) and all(m.ready for m in self.models.values())
 
-    def get(self, name: str) -> ServedModel:
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The model, ready to serve; `version`, where a route names one, must be the one served."""
         model = self.models.get(name)
         if model is None:
             failed = [error for ref, error in self.errors.items() if ref.split(":")[0] == name]
             if failed:
                 raise ModelNotReady(f"model {name!r} failed to load: {failed[0]}")
             raise UnknownModel(f"model {name!r} is not served here; served models: {', '.join(sorted(self.models))}")
+        if version is not None and version != model.artifacts.version:
+            raise UnknownModel(f"model {name!r} has no version {version!r} here; served version: "
+                               f"{model.artifacts.version}")
         if not model.ready:
             raise ModelNotReady(f"model {name!r} is still warming up")
         return model

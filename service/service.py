@@ -11,7 +11,7 @@ from starlette.responses import Response
 from service import handlers
 from service.binary_tensors import accept_binary_bodies, binary_body_of
 from service.config import ServeConfig
-from service.guard import RequestGuard
+from service.guard import VERSION_KEY, RequestGuard
 from service.metadata_app import build_metadata_app
 from service.registry import ModelRegistry
 from service.request_path import install as trim_request_path
@@ -81,8 +81,10 @@ class ModelServe:
     ) -> dict:
         """Open Inference Protocol (KServe v2) inference, with tensors as JSON or as binary data (Triton's
         extension: the JSON header's length in Inference-Header-Content-Length, then the bytes)."""
-        return _answer(ctx, await handlers.v2_infer(REGISTRY, ctx.request.path_params["name"], inputs, id, outputs,
-                                                    parameters, binary_body_of(ctx.request)))
+        request = ctx.request
+        version = request.scope.get(VERSION_KEY)  # a versioned path arrives here with its version aside (guard.py)
+        return _answer(ctx, await handlers.v2_infer(REGISTRY, request.path_params["name"], version, inputs, id, outputs,
+                                                    parameters, binary_body_of(request)))
 
 
 keep_input_fields(ModelServe)

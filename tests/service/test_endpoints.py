@@ -67,6 +67,22 @@ def test_v2_health_server_and_model_metadata(server, trained):
     assert httpx.get(f"{server.url}/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
 
 
+def test_v2_versioned_routes_serve_the_served_version_and_refuse_others(onnx_server, trained):
+    version = trained["regression"]["tag"].split(":")[1]
+    client = tritonclient.InferenceServerClient(onnx_server.url.removeprefix("http://"))
+    batch = np.array([[120, 15]], dtype=np.float32)
+    tensor = tritonclient.InferInput("features", [1, 2], "FP32")
+    tensor.set_data_from_numpy(batch)
+    result = client.infer("regression", [tensor], model_version=version)  # POST .../versions/{version}/infer
+    np.testing.assert_allclose(result.as_numpy("predictions"), local_onnx(trained, "regression", batch), rtol=1e-5)
+    assert client.get_model_metadata("regression", model_version=version)["versions"] == [version]
+    body = {"inputs": [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [120, 15]}]}
+    for reply in (post(onnx_server, "/v2/models/regression/versions/nope/infer", body),
+                  httpx.get(f"{onnx_server.url}/v2/models/regression/versions/nope")):
+        assert reply.status_code == 404, reply.text
+        assert reply.json()["error"] == f"model 'regression' has no version 'nope' here; served version: {version}"
+
+
 def test_v2_infer_features_ids_and_text(server, trained):
     reply = post(server, "/v2/models/regression/infer", {"id": "req-1", "inputs": [
         {"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [[120, 15], [80, 40]]}]})
