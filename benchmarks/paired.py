@@ -94,8 +94,7 @@ def paired(keys: list[str], models: list[str], concurrencies: list[int], rounds:
         logs.append([str(s.log) for s in systems])
         print(f"round {turn + 1} of {rounds} done", flush=True)
     result = {"systems": names, "rounds": rounds, "seconds": seconds, "control": control, "rows_per_request": rows,
-              "points": {},
-              "server_logs_by_round": logs}
+              "points": {}, "server_logs_by_round": logs}
     for model in models:
         for concurrency in concurrencies:
             point = result["points"].setdefault(model, {})[str(concurrency)] = _summary(runs[(model, concurrency)],

@@ -43,12 +43,13 @@ class BinaryBody:
 
 def _split(body: bytes, header_value: str) -> tuple[bytes, BinaryBody]:
     """(JSON header, what follows it), or an empty header and why the body cannot be split."""
-    if not header_value.strip().isdigit():
+    length = int(header_value) if header_value.strip().isdigit() else None
+    if length is None:
         why = f"Inference-Header-Content-Length must be a non-negative integer, got {header_value[:40]!r}"
-    elif int(header_value) > len(body):
-        why = f"Inference-Header-Content-Length is {int(header_value)} but the body has only {len(body)} bytes"
+    elif length > len(body):
+        why = f"Inference-Header-Content-Length is {length} but the body has only {len(body)} bytes"
     else:
-        return body[:int(header_value)], BinaryBody(memoryview(body)[int(header_value):])
+        return body[:length], BinaryBody(memoryview(body)[length:])
     return b"", BinaryBody(memoryview(b""), why)
 
 
@@ -117,13 +118,13 @@ def attach_binary_inputs(inputs: list, body: BinaryBody) -> None:
             raise InvalidInput(f"inputs[{index}]: binary_data_size must be a non-negative integer, got {size!r}")
         if "data" in spec:
             raise InvalidInput(f"inputs[{index}]: has both data and binary_data_size; send one")
-        if offset + size > len(body.tail):
+        if offset + size > len(tail):
             raise InvalidInput(f"inputs[{index}]: binary_data_size {size} runs past the end of the body "
-                               f"({len(body.tail) - offset} bytes left after the JSON header)")
+                               f"({len(tail) - offset} bytes left after the JSON header)")
         spec["data"] = _decode(spec, index, tail[offset:offset + size])
         offset += size
-    if offset != len(body.tail):
-        raise InvalidInput(f"the body has {len(body.tail) - offset} bytes after the JSON header and the inputs' "
+    if offset != len(tail):
+        raise InvalidInput(f"the body has {len(tail) - offset} bytes after the JSON header and the inputs' "
                            "binary data that no input's binary_data_size accounts for")
 
 
