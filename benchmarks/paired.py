@@ -13,7 +13,8 @@ worker process's: in one check, a server whose c=1 connection landed on the same
 the usual suspects (pyperf spawns many processes for the same reason). Restarting lets the draw come out
 differently each round, so the median is over processes as well as windows. `--control` adds a second
 instance of the first system (a twin): its ratio to the first is what "no difference" measures at each
-point, the noise floor to read the verdict against.
+point, the noise floor to read the verdict against. Each ratio comes with a 90 % bootstrap interval over
+rounds; a point counts as slower only when its whole interval lies below 1.0, and more rounds narrow it.
 
 The default compares batching on and off:
 
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -35,6 +37,18 @@ from serving import MODELS, check_answer, model_dirs
 from systems import BENCH, SYSTEMS, System
 
 WARM_UP_SECONDS = 1.0
+RESAMPLES = 2000
+
+
+def interval(first: list[float], second: list[float], level: float = 0.9) -> tuple[float, float]:
+    """Bootstrap interval of the ratio of medians: rounds are resampled whole (both systems' windows of a round
+    together), since a round's servers and the machine's load at that time are what varies between rounds."""
+    draw = random.Random(0)  # the same run gives the same interval
+    n = len(first)
+    ratios = sorted(statistics.median(first[i] for i in picks) / statistics.median(second[i] for i in picks)
+                    for picks in ([draw.randrange(n) for _ in range(n)] for _ in range(RESAMPLES)))
+    tail = int(RESAMPLES * (1 - level) / 2)
+    return ratios[tail], ratios[-tail - 1]
 
 
 def _make_systems(keys: list[str], control: bool) -> list[System]:
@@ -75,10 +89,11 @@ def _summary(per_system: list[list[dict]], control: bool) -> dict:
              "round_ratios": [x / y for x, y in zip(rows[0], rows[1])],
              "errors": [sum(r["errors"] for r in rs) for rs in per_system],
              "median_p99_ms": [statistics.median(r["p99_ms"] for r in rs) for rs in per_system],
-             "ratio_of_medians": medians[0] / medians[1]}
+             "ratio_of_medians": medians[0] / medians[1], "ratio_interval_90": interval(rows[0], rows[1])}
     if control:
         point["control_round_ratios"] = [x / y for x, y in zip(rows[0], rows[2])]
         point["control_ratio_of_medians"] = medians[0] / medians[2]
+        point["control_interval_90"] = interval(rows[0], rows[2])
     return point
 
 
@@ -106,6 +121,10 @@ def paired(keys: list[str], models: list[str], concurrencies: list[int], rounds:
     return result
 
 
+def _span(bounds: list[float]) -> str:
+    return f"{bounds[0]:.2f}-{bounds[1]:.2f}"
+
+
 def write(result: dict, out: Path, stem: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
@@ -114,37 +133,43 @@ def write(result: dict, out: Path, stem: str) -> None:
     lines = [f"# {first} against {second}, alternating windows ({result['date']})", "",
              f"Machine: {result['machine']}. {result['rounds']} rounds of {result['seconds']} s windows per point; "
              "every system is started afresh each round and they take turns at each point (who goes first "
-             f"rotates); {result['rows_per_request']} instance(s) per request."
+             f"rotates); {result['rows_per_request']} instance(s) per request. The interval is a 90 % bootstrap "
+             "interval of the ratio of medians, resampling whole rounds."
              + (" The twin is a second instance of the first system: its ratio is the noise floor." if control else ""),
-             "", "| model | concurrency | rows/s (first) | rows/s (second) | ratio of medians | each round | "
-             + ("first against its twin (each round) | " if control else "")
-             + "p99 ms (first / second) | errors |", "|---|---:|---:|---:|---:|---|" + ("---|" if control else "")
+             "", "| model | concurrency | rows/s (first) | rows/s (second) | ratio of medians | 90 % interval | "
+             "each round | " + ("first against its twin: ratio, interval (each round) | " if control else "")
+             + "p99 ms (first / second) | errors |", "|---|---:|---:|---:|---:|---:|---|" + ("---|" if control else "")
              + "---:|---:|"]
     for model, points in result["points"].items():
         for concurrency, p in points.items():
             first_rows, second_rows = p["median_rows_per_s"][:2]
-            twin = (f" {p['control_ratio_of_medians']:.2f} ({', '.join(f'{r:.2f}' for r in p['control_round_ratios'])})"
-                    " |" if control else "")
+            twin = (f" {p['control_ratio_of_medians']:.2f}, {_span(p['control_interval_90'])} "
+                    f"({', '.join(f'{r:.2f}' for r in p['control_round_ratios'])}) |" if control else "")
             lines.append(f"| {model} | {concurrency} | {first_rows:,.0f} | {second_rows:,.0f}"
-                         f" | {p['ratio_of_medians']:.2f} | {', '.join(f'{r:.2f}' for r in p['round_ratios'])} |{twin} "
+                         f" | {p['ratio_of_medians']:.2f} | {_span(p['ratio_interval_90'])}"
+                         f" | {', '.join(f'{r:.2f}' for r in p['round_ratios'])} |{twin} "
                          f"{p['median_p99_ms'][0]:.1f} / {p['median_p99_ms'][1]:.1f} | {sum(p['errors'])} |")
     lines += ["", _verdict(result)]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def _verdict(result: dict) -> str:
-    """The lowest ratio, how many points reach 1.0 and, with a twin, how many fall short by more than the
-    twin differs from the first at that point."""
+    """The lowest ratio, how many points reach 1.0, and which fall below 1.0 beyond doubt: their whole 90 %
+    interval under 1.0. With a twin, also the points where identical code differed beyond doubt, which says the
+    intervals understate the noise there."""
     points = {(m, c): p for m, per_model in result["points"].items() for c, p in per_model.items()}
     (worst_model, worst_c), worst = min(((k, p["ratio_of_medians"]) for k, p in points.items()), key=lambda kv: kv[1])
     line = (f"Lowest ratio of medians: {worst:.2f} ({worst_model} c={worst_c}); "
             f"{sum(p['ratio_of_medians'] >= 1.0 for p in points.values())} of {len(points)} points at 1.0 or above.")
+    below = [f"{m} c={c} ({p['ratio_of_medians']:.2f}, {_span(p['ratio_interval_90'])})"
+             for (m, c), p in points.items() if p["ratio_interval_90"][1] < 1.0]
+    line += (f" Below 1.0 with the whole interval: {', '.join(below)}." if below
+             else " No point's interval lies wholly below 1.0.")
     if result["control"]:
-        beyond = [f"{m} c={c} ({p['ratio_of_medians']:.2f}, twin {p['control_ratio_of_medians']:.2f})"
-                  for (m, c), p in points.items()
-                  if 1.0 - p["ratio_of_medians"] > abs(1.0 - p["control_ratio_of_medians"])]
-        line += (f" Below 1.0 by more than the twin differs: {', '.join(beyond)}." if beyond
-                 else " No point is below 1.0 by more than the twin differs from the first there.")
+        apart = [f"{m} c={c} ({_span(p['control_interval_90'])})" for (m, c), p in points.items()
+                 if not p["control_interval_90"][0] <= 1.0 <= p["control_interval_90"][1]]
+        line += (f" The twin's interval leaves out 1.0 at: {', '.join(apart)}." if apart
+                 else " The twin's interval holds 1.0 at every point.")
     return line
 
 

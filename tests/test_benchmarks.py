@@ -79,7 +79,11 @@ def test_paired_benchmark_alternates_fresh_servers_beside_a_twin_and_writes_resu
     assert len(point["round_ratios"]) == len(point["control_round_ratios"]) == 2 and point["errors"] == [0, 0, 0]
     assert point["ratio_of_medians"] == point["median_rows_per_s"][0] / point["median_rows_per_s"][1] > 0
     assert point["control_ratio_of_medians"] == point["median_rows_per_s"][0] / point["median_rows_per_s"][2]
+    # rounds resampled whole: with two rounds the interval runs from one round's ratio to the other's
+    low, high = point["ratio_interval_90"]
+    assert low == min(point["round_ratios"]) and high == max(point["round_ratios"])
+    assert point["control_interval_90"] == [min(point["control_round_ratios"]), max(point["control_round_ratios"])]
     report = (tmp_path / "paired.md").read_text()
-    assert "| regression | 8 |" in report and "twin" in report
+    assert "| regression | 8 |" in report and "twin" in report and f"{low:.2f}-{high:.2f}" in report
     logs = [Path(log) for per_round in result["server_logs_by_round"] for log in per_round]
     assert len(set(logs)) == 6 and all("regression" in log.read_text() for log in logs)  # 3 fresh servers a round
