@@ -62,9 +62,11 @@ def _make_systems(keys: list[str], control: bool) -> list[System]:
 
 def _one_round(systems: list[System], dirs: dict, models: list[str], concurrencies: list[int], seconds: float,
                turn: int, runs: dict, rows: int) -> None:
-    """Start every system, measure each point with the systems taking turns, stop them all."""
+    """Start every system, measure each point with the systems taking turns, stop them all. Who starts first
+    and who is measured first rotate with the round: neither order is left to favour one system."""
+    order = systems[turn % len(systems):] + systems[:turn % len(systems)]
     try:
-        for system in systems:
+        for system in order:
             system.start(dirs, models)
         for model in models:
             for system in systems:
@@ -72,7 +74,6 @@ def _one_round(systems: list[System], dirs: dict, models: list[str], concurrenci
                 path, body = system.request(model, rows)
                 run_wrk(system.url + path, body, max(concurrencies), WARM_UP_SECONDS)  # warm-up, not recorded
             for concurrency in concurrencies:
-                order = systems[turn % len(systems):] + systems[:turn % len(systems)]  # nobody always goes first
                 for system in order:
                     path, body = system.request(model, rows)
                     runs[(model, concurrency)][systems.index(system)].append(
