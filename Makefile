@@ -62,6 +62,8 @@ bench: $(VENV)/.installed-dev system-deps
 		--seconds 5 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-limit --systems modelserve,modelserve-no-limit \
 		--models transformer-heavy,transformer --concurrency 64 --rounds 5 --control
+	$(BIN)/python benchmarks/paired.py --stem paired-v2-binary --systems modelserve-v2-binary,modelserve \
+		--models transformer,regression --concurrency 1,64 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-bulk-binary --systems modelserve-v2-binary,modelserve --rows 64 \
 		--concurrency 8 --control
 
