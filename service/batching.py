@@ -4,10 +4,11 @@
 carry the model name in the path and two protocols must share one queue per model, so each model
 gets that same dispatcher directly: it merges concurrent requests into one engine call, splits a
 request above max_batch_size across calls, learns the engine's latency, and sheds load (503) when
-it predicts max_latency_ms cannot be met. Three changes to how it runs (each explained where it is made):
+it predicts max_latency_ms cannot be met. Four changes to how it runs (each explained where it is made):
 it never holds a batch back while the engine is idle and is woken by events rather than a 1 ms poll; a
 request that finds the engine idle and nobody waiting runs its own batch rather than going through the
-controller; and engine calls cheaper than a thread hop run on the event loop.
+controller; a request that is the only one in its worker skips the dispatcher altogether; and engine calls
+cheaper than a thread hop run on the event loop.
 """
 
 import asyncio
@@ -22,6 +23,7 @@ from bentoml._internal.marshal.dispatcher import CorkDispatcher, Job, Optimizer
 from service import metrics
 from service.batch_limit import BatchLimits
 from service.errors import Overloaded
+from service.in_flight import REQUESTS
 
 log = logging.getLogger("modelserve")
 
@@ -58,7 +60,6 @@ class _Dispatcher(CorkDispatcher):
 
     def __init__(self, model: str, batcher: "ModelBatcher", **kwargs) -> None:
         super().__init__(**kwargs)
-        self._queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model)
         self.optimizer = _NoHoldOptimizer(self.max_latency)
         self._batcher = batcher
         self._lone_yielding = False  # a request that found the engine idle is yielding once (see submit)
@@ -105,20 +106,20 @@ class _Dispatcher(CorkDispatcher):
         if self._batcher.recording:
             now = time.time()
             for job in inputs_info:
-                self._queue_wait.observe(now - job.enqueue_time)
+                self._batcher.queue_wait.observe(now - job.enqueue_time)
         return await super().outbound_call(inputs_info, training)
 
     async def submit(self, data: np.ndarray) -> np.ndarray:
         """One request's rows in, its outputs out: through the queue, or run at once when it is alone.
 
         Going through the controller costs a lone request two task switches: waking the controller, and
-        the controller waking it. But a request cannot tell at once that it is alone: others that reached
-        the server in the same event-loop turn have not reached this code yet. So a request that finds the
-        engine idle and nothing queued yields once (while it does, later arrivals queue and wake the
-        controller). If nothing queued meanwhile, it runs alone; otherwise it goes first in the queue and
-        the controller takes them all in one batch. Measured at c=1 side by side with the controller-only
-        path: 5-10 % more requests served and 20-50 us less server CPU per request, leaving batching on
-        8-12 us of CPU per request above batching off there.
+        the controller waking it. But the engine being idle with nothing queued does not make a request
+        alone: others that reached the server in the same event-loop turn have not reached this code yet.
+        So it yields once (while it does, the others queue and wake the controller): if nothing queued
+        meanwhile it runs alone, else it goes first in the queue and the controller takes them all in one
+        batch. Measured at c=1 side by side with the controller-only path: 5-10 % more requests served and
+        20-50 us less server CPU per request. (A request that uvicorn counts as the only one in its worker
+        does not come here at all: see ModelBatcher.infer.)
         """
         first_call = self._controller is None
         if first_call:  # (the new controller runs before this request could resume from its yield)
@@ -155,7 +156,7 @@ class _Dispatcher(CorkDispatcher):
         started = time.time()
         try:
             if self._batcher.recording:
-                self._queue_wait.observe(started - arrived)
+                self._batcher.queue_wait.observe(started - arrived)
             (output,) = await self.callback((data,))
             self.optimizer.log_outbound(n=1, wait=started - arrived, duration=time.time() - started)
             return output
@@ -196,6 +197,7 @@ class ModelBatcher:
         self._model = model
         self._inference = metrics.INFERENCE_SECONDS.labels(model=model, backend=backend)
         self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
+        self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model)
         self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
         self.max_latency_s = max_latency_ms / 1000
         self._seconds_per_row = 0.0  # moving average over engine calls, to shed requests that skip the queue
@@ -208,8 +210,6 @@ class ModelBatcher:
         self._dispatcher.callback = self._run_batch
 
     def _merge(self, batches: Sequence[np.ndarray]) -> np.ndarray:
-        if len(batches) == 1:
-            return batches[0]
         if self.pad_id is None:
             return np.concatenate(batches)  # (sum N, F)
         width = max(b.shape[1] for b in batches)
@@ -241,6 +241,8 @@ class ModelBatcher:
         return out
 
     async def _run_batch(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(batches) == 1:  # (a lone request: nothing to merge or split)
+            return [await self._engine(batches[0])]
         out = await self._engine(self._merge(batches))
         results, row = [], 0
         for b in batches:
@@ -252,9 +254,16 @@ class ModelBatcher:
         """Queue one request's rows; returns its own outputs once its engine call is done."""
         limit = self.limits.rows_for(batch)
         if self.batching and batch.shape[0] < limit:
-            return await self._dispatcher.submit(batch)
-        # Batching off, or a request that fills whole batches by itself (merging would gain nothing but
-        # copies): this request alone, in chunks of at most `limit` rows. Shed like the dispatcher
+            if not REQUESTS.alone():
+                return await self._dispatcher.submit(batch)
+            # The only request uvicorn has begun in this worker (in_flight.py): nothing can join it, so it
+            # goes the way it would with batching off, which served c=1 at 1.01x and 0.99x of batching off
+            # (regression, transformer; 10 rounds side by side) where the dispatcher's own lone path served
+            # 0.96x and 0.98x. It waited for nobody, and the queue-wait histogram counts it so.
+            if self.recording:
+                self.queue_wait.observe(0.0)
+        # Batching off, a request alone, or one that fills whole batches by itself (merging would gain nothing
+        # but copies): this request alone, in chunks of at most `limit` rows. Shed like the dispatcher
         # does when the rows ahead of it, at the engine's recent cost per row, would miss max_latency_ms.
         rows = batch.shape[0]
         if (self._rows_waiting + rows) * self._seconds_per_row > self.max_latency_s:

@@ -12,6 +12,7 @@ from service import handlers
 from service.binary_tensors import accept_binary_bodies, binary_body_of
 from service.config import ServeConfig
 from service.guard import VERSION_KEY, RequestGuard
+from service.in_flight import install as count_requests_in_flight
 from service.metadata_app import build_metadata_app
 from service.registry import ModelRegistry
 from service.request_path import install as trim_request_path
@@ -19,8 +20,9 @@ from service.request_path import keep_input_fields
 from service.timeouts import install as install_timeout_fix
 
 CONFIG = ServeConfig.from_env()
-install_timeout_fix()  # both before BentoML builds the app in this worker
+install_timeout_fix()  # all three before BentoML builds the app and starts uvicorn in this worker
 trim_request_path(tracing=CONFIG.tracing)
+count_requests_in_flight()
 REGISTRY = ModelRegistry(CONFIG)  # one per worker process
 # BentoML leaves the root logger at WARNING; the startup lines (each model loaded, its batch limits) are INFO.
 logging.getLogger("modelserve").setLevel(logging.INFO)
