@@ -50,6 +50,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/gpu_engines.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/paired.py --control
 	$(BIN)/python benchmarks/paired.py --stem paired-c1 --concurrency 1 --rounds 15 --control
