@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 VENVS = BENCH / ".venvs"
 LOGS = BENCH / ".logs"  # each server's output, for when one fails to start
-WORKERS = str(os.cpu_count() or 1)  # one service worker per core: the configuration this benchmark recommends
+WORKERS = os.environ.get("MODELSERVE_BENCH_WORKERS", str(os.cpu_count() or 1))
+"""Service workers: one per core, the configuration this benchmark recommends on a CPU; on a GPU machine with many
+cores, fewer (each worker holds its own copy of the models on the one GPU)."""
 
 # One instance of each model, as a client would send it. Token models get byte tokens (ByteTokenizer ids).
 _PATTERN = "xqazbk"
