@@ -11,15 +11,23 @@ from tests.servers import start
 pytestmark = pytest.mark.gpu
 
 
+@pytest.fixture(scope="module")
+def cpu_server(trained, tmp_path_factory):
+    """The reference: on a GPU machine the shared servers resolve device 'auto' to CUDA, so this one is pinned."""
+    server = start(tmp_path_factory, "cpu-reference", backend="onnx", device="cpu")
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])
-def test_cuda_backend_matches_cpu(trained, onnx_server, tmp_path_factory, backend):
+def test_cuda_backend_matches_cpu(trained, cpu_server, tmp_path_factory, backend):
     server = start(tmp_path_factory, f"cuda-{backend}", backend=backend, device="cuda")
     try:
         meta = httpx.get(f"{server.url}/v1/models/transformer").json()
         assert meta["device"] == "cuda" and meta["backend"] == backend
         body = {"instances": ["xxaybz", "bya", [5, 6, 7]]}
         gpu = httpx.post(f"{server.url}/v1/models/transformer:predict", json=body).json()["predictions"]
-        cpu = httpx.post(f"{onnx_server.url}/v1/models/transformer:predict", json=body).json()["predictions"]
+        cpu = httpx.post(f"{cpu_server.url}/v1/models/transformer:predict", json=body).json()["predictions"]
         for g, c in zip(gpu, cpu):
             assert g["label"] == c["label"]
             np.testing.assert_allclose(list(g["probabilities"].values()), list(c["probabilities"].values()), atol=1e-3)
