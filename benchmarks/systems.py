@@ -237,7 +237,8 @@ class MlserverPeer(System):
         # uvloop 0.22 refuses asyncio.get_event_loop() outside a loop, which MLServer 1.7's workers call.
         python = peer_venv("mlserver", ["mlserver", "onnxruntime", "numpy", "uvloop<0.22"])
         self.repository = Path(tempfile.mkdtemp(prefix="mlserver-peer-"))  # its model settings; removed at stop
-        self._spawn([str(python), str(BENCH / "peers" / "mlserver_onnx.py"), str(self.port), str(self.repository),
+        ports = f"{self.port},{free_port()},{free_port()}"  # HTTP, gRPC, metrics: each free, none assumed
+        self._spawn([str(python), str(BENCH / "peers" / "mlserver_onnx.py"), ports, str(self.repository),
                      *_onnx_specs(dirs, models)], health="/v2/health/ready")
 
     def stop(self) -> None:

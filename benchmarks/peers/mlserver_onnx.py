@@ -1,7 +1,9 @@
 """Peer launcher: MLServer with adaptive batching on, one model per ONNX file, Open Inference Protocol.
 
 Runs in MLServer's own virtual environment (benchmarks/serving.py makes it). Usage:
-    python mlserver_onnx.py PORT REPOSITORY NAME=MODEL.onnx [NAME=MODEL.onnx ...]
+    python mlserver_onnx.py HTTP_PORT,GRPC_PORT,METRICS_PORT REPOSITORY NAME=MODEL.onnx [NAME=MODEL.onnx ...]
+MLServer listens on all three; the caller picks them free (adjacent ports can be taken: a bind failure on the
+gRPC port leaves MLServer hanging rather than exiting).
 Writes a model repository (settings.json + one model-settings.json per model) into the empty directory
 REPOSITORY, which the caller removes after the server stops, and execs `mlserver start` on it.
 Requests: POST /v2/models/NAME/infer.
@@ -12,10 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-port = int(sys.argv[1])
+http_port, grpc_port, metrics_port = (int(p) for p in sys.argv[1].split(","))
 repository = Path(sys.argv[2])
 (repository / "settings.json").write_text(json.dumps({
-    "host": "127.0.0.1", "http_port": port, "grpc_port": port + 1, "metrics_port": port + 2,
+    "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
     "debug": False, "load_models_at_startup": True,
 }))
 for spec in sys.argv[3:]:
