@@ -58,7 +58,7 @@ class _Dispatcher(CorkDispatcher):
     and nobody waiting runs its own batch (`submit`); the controller never starts a batch while one runs.
     """
 
-    def __init__(self, model: str, batcher: "ModelBatcher", **kwargs) -> None:
+    def __init__(self, batcher: "ModelBatcher", **kwargs) -> None:
         super().__init__(**kwargs)
         self.optimizer = _NoHoldOptimizer(self.max_latency)
         self._batcher = batcher
@@ -204,7 +204,7 @@ class ModelBatcher:
         self._rows_waiting = 0  # rows of such requests waiting for or in the engine
         self.recording = False
         """Metrics stay off during warm-up, so they describe served traffic only."""
-        self._dispatcher = _Dispatcher(model, self, max_latency_in_ms=max_latency_ms, max_batch_size=max_batch_size,
+        self._dispatcher = _Dispatcher(self, max_latency_in_ms=max_latency_ms, max_batch_size=max_batch_size,
                                        fallback=_overloaded, get_batch_size=lambda batch: batch.shape[0],
                                        batch_dim=(0, 0))
         self._dispatcher.callback = self._run_batch
@@ -257,9 +257,10 @@ class ModelBatcher:
             if not REQUESTS.alone():
                 return await self._dispatcher.submit(batch)
             # The only request uvicorn has begun in this worker (in_flight.py): nothing can join it, so it
-            # goes the way it would with batching off, which served c=1 at 1.01x and 0.99x of batching off
-            # (regression, transformer; 10 rounds side by side) where the dispatcher's own lone path served
-            # 0.96x and 0.98x. It waited for nobody, and the queue-wait histogram counts it so.
+            # goes the way it would with batching off. At c=1 (15 rounds side by side with a twin) that served
+            # 0.99x, 0.97x and 1.02x of batching off (regression, MLP, transformer; the twin 1.00x, 0.97x, 0.99x)
+            # where the dispatcher's lone path had served 0.92-0.96x. It waited for nobody, and the queue-wait
+            # histogram counts it so.
             if self.recording:
                 self.queue_wait.observe(0.0)
         # Batching off, a request alone, or one that fills whole batches by itself (merging would gain nothing

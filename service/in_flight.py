@@ -4,8 +4,8 @@ uvicorn starts a task for each request the moment its headers are parsed and kee
 (`ServerState.tasks`, which it waits for at shutdown). That set is the one count that includes requests
 which have arrived but not yet run: under load, several requests are parsed in one event-loop turn and
 their tasks then run one after another, so a count kept by middleware sees each of them alone (tried:
-300 requests at concurrency 64 went to the engine as 300 calls). The batcher reads the count to let a
-request that is alone in its worker run without first yielding to the event loop (batching.py).
+300 requests at concurrency 64 went to the engine as 300 calls). The batcher reads the count to send a
+request that is alone in its worker straight to the engine, past the batching queue (batching.py).
 """
 
 from typing import Any
