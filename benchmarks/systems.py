@@ -19,6 +19,10 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from benchmarks/: the service's own settings parser is one import away
+
+from service.config import ServeConfig  # noqa: E402
+
 BENCH = REPO / "benchmarks"
 VENVS = BENCH / ".venvs"
 LOGS = BENCH / ".logs"  # each server's output, for when one fails to start
@@ -142,13 +146,31 @@ class System:
             raise RuntimeError(f"{self.name} did not start ({exc}); the end of {log}:\n{tail}") from None
 
 
+def _modelserve_env(settings: dict[str, str]) -> dict[str, str]:
+    return {f"MODELSERVE_{key.upper()}": value for key, value in settings.items()}
+
+
+def modelserve_label(mode: str, settings: dict[str, str]) -> str:
+    """What a modelserve server will run, as the service itself reads it: the settings the system gives over
+    MODELSERVE_* already exported. A MODELSERVE_BACKEND or _DEVICE set for a whole run shows in the results
+    instead of hiding behind the system's defaults ('auto' is named as the device it resolves to)."""
+    config = ServeConfig.from_env({**os.environ, **_modelserve_env(settings)})
+    device = config.device
+    if device == "auto":
+        import torch  # only here: the label is the one thing in this module that needs it
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    workers = f"{config.workers} worker{'s' if config.workers > 1 else ''}"
+    return f"modelserve ({mode}, {config.backend}, {device}, {workers})"
+
+
 class Modelserve(System):
-    def __init__(self, name: str, **settings: str) -> None:
-        super().__init__(name, has_metrics=True)
+    def __init__(self, mode: str, **settings: str) -> None:
+        super().__init__(modelserve_label(mode, settings), has_metrics=True)
         self.settings = settings
 
     def start(self, dirs: dict[str, Path], models: list[str]) -> None:
-        env = {f"MODELSERVE_{k.upper()}": v for k, v in {"models": ",".join(models), **self.settings}.items()}
+        env = _modelserve_env({"models": ",".join(models), **self.settings})
         self._spawn([sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                     env)
 
@@ -167,8 +189,8 @@ def _v2_tensor(model: str, k: int, name: str) -> tuple[dict, np.ndarray]:
 class ModelserveV2(Modelserve):
     """modelserve asked through the Open Inference Protocol: JSON tensors, or binary ones (Triton's extension)."""
 
-    def __init__(self, name: str, binary: bool, **settings: str) -> None:
-        super().__init__(name, **settings)
+    def __init__(self, mode: str, binary: bool, **settings: str) -> None:
+        super().__init__(mode, **settings)
         self.binary = binary
 
     def request(self, model: str, k: int = 1) -> tuple[str, dict | Framed]:
@@ -256,18 +278,14 @@ class MlserverPeer(System):
 
 
 SYSTEMS = {
-    "modelserve": lambda: Modelserve(f"modelserve (batched, onnx, {WORKERS} workers)", workers=WORKERS),
-    "modelserve-torchscript": lambda: Modelserve(f"modelserve (batched, torchscript, {WORKERS} workers)",
-                                                 backend="torchscript", workers=WORKERS),
-    "modelserve-unbatched": lambda: Modelserve(f"modelserve (unbatched, {WORKERS} workers)", batching="false",
-                                               workers=WORKERS),
-    "modelserve-v2-json": lambda: ModelserveV2(f"modelserve (v2 JSON tensors, onnx, {WORKERS} workers)", binary=False,
-                                               workers=WORKERS),
-    "modelserve-v2-binary": lambda: ModelserveV2(f"modelserve (v2 binary tensors, onnx, {WORKERS} workers)",
-                                                 binary=True, workers=WORKERS),
-    "modelserve-1w": lambda: Modelserve("modelserve (batched, onnx, 1 worker)"),
-    "modelserve-no-limit": lambda: Modelserve(f"modelserve (batched to max_batch_size, onnx, {WORKERS} workers)",
-                                              measure_batch_limit="false", workers=WORKERS),
+    "modelserve": lambda: Modelserve("batched", workers=WORKERS),
+    "modelserve-torchscript": lambda: Modelserve("batched", backend="torchscript", workers=WORKERS),
+    "modelserve-unbatched": lambda: Modelserve("unbatched", batching="false", workers=WORKERS),
+    "modelserve-v2-json": lambda: ModelserveV2("v2 JSON tensors", binary=False, workers=WORKERS),
+    "modelserve-v2-binary": lambda: ModelserveV2("v2 binary tensors", binary=True, workers=WORKERS),
+    "modelserve-1w": lambda: Modelserve("batched", workers="1"),
+    "modelserve-no-limit": lambda: Modelserve("batched to max_batch_size", measure_batch_limit="false",
+                                              workers=WORKERS),
     "stock-bentoml": lambda: StockBentoml("stock BentoML (batched)"),
     "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
     "ray-serve": lambda: RayServePeer("Ray Serve (@serve.batch)"),

@@ -104,3 +104,18 @@ def test_gpu_engines_benchmark_trains_exports_and_times_on_the_cpu_too(tmp_path)
         assert set(run["rows_per_s"]) == {"1", "8"} and all(rate > 0 for rate in run["rows_per_s"].values())
     report = (tmp_path / "gpu_engines-cpu.md").read_text()
     assert "| transformer-heavy |" in report and "| mlp | fp32 |" in report
+
+
+def test_modelserve_systems_are_named_for_what_the_environment_makes_them_run(monkeypatch):
+    # paired-gpu ran with MODELSERVE_BACKEND=torchscript exported, and its table said "onnx": the label must come
+    # from the settings the server will read, the system's own over those already in the environment.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from systems import SYSTEMS
+
+    monkeypatch.setenv("MODELSERVE_BACKEND", "torchscript")
+    monkeypatch.setenv("MODELSERVE_DEVICE", "cpu")
+    assert SYSTEMS["modelserve"]().name.startswith("modelserve (batched, torchscript, cpu, ")
+    assert SYSTEMS["modelserve-unbatched"]().name.startswith("modelserve (unbatched, torchscript, cpu, ")
+    monkeypatch.setenv("MODELSERVE_BACKEND", "onnx")
+    assert SYSTEMS["modelserve-torchscript"]().name.startswith("modelserve (batched, torchscript, ")
+    assert SYSTEMS["modelserve-1w"]().name == "modelserve (batched, onnx, cpu, 1 worker)"
