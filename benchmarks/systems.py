@@ -277,6 +277,19 @@ class MlserverPeer(System):
         return response.json()["outputs"][0]["data"]
 
 
+class HttpCeiling(System):
+    """No framework, no parsing, no model: uvicorn answering bytes made at start-up (peers/http_ceiling.py). Runs
+    in the project's environment, with as many workers as modelserve gets."""
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        specs = {m: {"onnx": str(dirs[m] / "model.onnx"), "example": EXAMPLE[m]} for m in models}
+        self._spawn([sys.executable, str(BENCH / "peers" / "http_ceiling.py"), str(self.port), WORKERS],
+                    {"CEILING_SPECS": json.dumps(specs)}, health="/health")
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        return f"/{model}/{k}", {"instances": [EXAMPLE[model]] * k}
+
+
 SYSTEMS = {
     "modelserve": lambda: Modelserve("batched", workers=WORKERS),
     "modelserve-torchscript": lambda: Modelserve("batched", backend="torchscript", workers=WORKERS),
@@ -290,4 +303,5 @@ SYSTEMS = {
     "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
     "ray-serve": lambda: RayServePeer("Ray Serve (@serve.batch)"),
     "mlserver": lambda: MlserverPeer("MLServer (adaptive batching)"),
+    "http-ceiling": lambda: HttpCeiling(f"HTTP ceiling (uvicorn, canned answer, {WORKERS} workers)"),
 }

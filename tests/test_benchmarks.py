@@ -51,15 +51,17 @@ def test_serving_benchmark_runs_and_writes_results(trained, tmp_path):
 def test_serving_benchmark_peers_start_answer_alike_and_stop(trained, tmp_path):
     """Each peer in its own venv serves the same ONNX file; the script refuses a peer whose answer differs
     from the raw engine's, so a clean run means every system computed the same prediction. modelserve's v2
-    binary-tensor client rides along: wrk posting framed bytes with their header, errors counted."""
+    binary-tensor client rides along: wrk posting framed bytes with their header, errors counted; so does the HTTP
+    ceiling, whose canned answer is the raw engine's own."""
     result = run_serving_benchmark(tmp_path, "--systems", "stock-bentoml,fastapi,ray-serve,mlserver,"
-                                   "modelserve-v2-binary", "--memory-batch-sizes", "")
-    assert len(result["systems"]) == 5 and any("v2 binary" in name for name in result["systems"])
+                                   "modelserve-v2-binary,http-ceiling", "--memory-batch-sizes", "")
+    assert len(result["systems"]) == 6 and any("v2 binary" in name for name in result["systems"])
     for name, per_model in result["systems"].items():
         point = per_model["transformer"]["8"]
         assert point["rows_per_s"] > 0 and point["errors"] == 0, name
         assert result["bulk"][name]["transformer"]["errors"] == 0, name
-    leftovers = subprocess.run(["pgrep", "-f", "raylet|mlserver start|fastapi_onnx"], capture_output=True, text=True)
+    leftovers = subprocess.run(["pgrep", "-f", "raylet|mlserver start|fastapi_onnx|http_ceiling"], capture_output=True,
+                               text=True)
     assert leftovers.stdout == "", f"peer processes left running: {leftovers.stdout}"
 
 
