@@ -19,6 +19,8 @@
    which pydantic 2.11+ deprecates with a warning per access (formatted and filtered each time): 2.7 %
    of the loop's samples at c=1. `keep_input_fields()` gives each API's input model a plain class
    attribute with the same fields, which the instance finds first.
+6. BentoML's traffic metrics middleware resolves four labelled children per request; it is swapped, in its
+   place in the stack, for `service/traffic_metrics.py`, which writes the same series with children kept.
 
 `install()` runs before BentoML builds the app in the worker, like `service.timeouts.install()`;
 `keep_input_fields()` once the service class is defined.
@@ -30,8 +32,12 @@ from _bentoml_impl.server.app import ServiceAppFactory
 from _bentoml_sdk.method import APIMethod
 from bentoml._internal.container import BentoMLContainer
 from bentoml._internal.server import http_app
+from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from pydantic import ValidationError
+from starlette.middleware import Middleware
+
+from service.traffic_metrics import TrafficMetrics
 
 BENTOML_MIDDLEWARES = ServiceAppFactory.middlewares  # the property, kept so tests can compare
 BENTOML_API_METHOD_GET = APIMethod.__get__
@@ -39,8 +45,20 @@ BENTOML_ADD_RESPONSE_HEADERS = ServiceAppFactory._add_response_headers
 _CACHE_ATTRIBUTE = "__modelserve_api_methods__"
 
 
-def _middlewares_without_tracing(factory: ServiceAppFactory) -> list:
-    return [m for m in BENTOML_MIDDLEWARES.fget(factory) if m.cls is not OpenTelemetryMiddleware]
+def _middlewares(tracing: bool):
+    """BentoML's middleware stack with its traffic metrics swapped for ours, and without tracing unless asked."""
+
+    def middlewares(factory: ServiceAppFactory) -> list:
+        kept = []
+        for middleware in BENTOML_MIDDLEWARES.fget(factory):
+            if middleware.cls is OpenTelemetryMiddleware and not tracing:
+                continue
+            if middleware.cls is RunnerTrafficMetricsMiddleware:
+                middleware = Middleware(TrafficMetrics, *middleware.args, **middleware.kwargs)
+            kept.append(middleware)
+        return kept
+
+    return property(middlewares)
 
 
 def _api_method_once_per_instance(method: APIMethod, instance, owner):
@@ -88,7 +106,7 @@ def keep_input_fields(service) -> None:
 
 
 def install(tracing: bool) -> None:
-    ServiceAppFactory.middlewares = BENTOML_MIDDLEWARES if tracing else property(_middlewares_without_tracing)
+    ServiceAppFactory.middlewares = _middlewares(tracing)
     APIMethod.__get__ = _api_method_once_per_instance
     ServiceAppFactory._add_response_headers = _response_headers_with(BentoMLContainer.logging_formatting.get())
     http_app.logger.addFilter(CLIENT_ERRORS_AS_WARNINGS)  # the logger BentoML's log_exception() writes to

@@ -54,6 +54,15 @@ def test_tracing_off_leaves_out_only_the_opentelemetry_middleware():
     assert without == [name for name in with_tracing if name != "OpenTelemetryMiddleware"]
 
 
+def test_bentomls_traffic_metrics_middleware_is_swapped_for_ours_in_its_place():
+    upstream = [m.cls.__name__ for m in Echo.to_asgi().user_middleware]  # restore_bentoml put BentoML's back
+    assert "RunnerTrafficMetricsMiddleware" in upstream
+    for tracing in (True, False):
+        ours = middleware_names(tracing)
+        expected = [name for name in upstream if tracing or name != "OpenTelemetryMiddleware"]
+        assert ours == ["TrafficMetrics" if n == "RunnerTrafficMetricsMiddleware" else n for n in expected]
+
+
 def test_api_methods_are_built_once_per_instance_and_still_work():
     service = Echo()
     method = Echo.apis["echo"]
