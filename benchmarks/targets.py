@@ -39,9 +39,13 @@ def judge(results: dict) -> list[dict]:
         rows.append(_row(f"{MODEL} c={CONCURRENCY}: errors", ours["errors"], 0, higher_is_better=False, unit=""))
     rows += _batching_rows(results)
     batched = results.get("system_keys", {}).get("modelserve")
+    ceiling = results.get("bulk", {}).get(results.get("system_keys", {}).get("http-ceiling"), {})
     for model, point in results.get("bulk", {}).get(batched, {}).items():
         if model != HEAVY:
-            rows.append(_row(f"bulk {model}: served rows/s of the raw engine at batch {results['bulk_rows']}",
+            # beside it, what a server doing nothing but HTTP reached: the bound no server on uvicorn passes
+            bound = (f" (the HTTP ceiling, a server doing nothing: {ceiling[model]['served_over_raw_batch64']:.2f}x)"
+                     if model in ceiling else "")
+            rows.append(_row(f"bulk {model}: served rows/s of the raw engine at batch {results['bulk_rows']}{bound}",
                              point["served_over_raw_batch64"], 0.6))
     heavy, heavy_unbatched = _point(results, "modelserve", HEAVY), _point(results, "modelserve-unbatched", HEAVY)
     if heavy and heavy_unbatched:

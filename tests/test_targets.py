@@ -46,3 +46,14 @@ def test_targets_met_and_missed_are_told_apart():
 def test_targets_need_the_systems_they_compare():
     run = results(ours={"transformer": {"64": point(3000)}}, unbatched={}, fastapi={}, bulk_ratio=1.0)
     assert "FastAPI" not in " ".join(row["target"] for row in judge(run))
+
+
+def test_bulk_targets_name_the_http_ceiling_where_the_run_measured_it():
+    run = results(ours={}, unbatched={}, fastapi={}, bulk_ratio=0.06)
+    run["system_keys"]["http-ceiling"] = "ceiling"
+    run["bulk"]["ceiling"] = {"transformer": {"served_over_raw_batch64": 0.39}}
+    (bulk,) = [row for row in judge(run) if row["target"].startswith("bulk")]
+    assert bulk["target"].endswith("(the HTTP ceiling, a server doing nothing: 0.39x)") and not bulk["met"]
+    del run["bulk"]["ceiling"]
+    (bulk,) = [row for row in judge(run) if row["target"].startswith("bulk")]
+    assert "ceiling" not in bulk["target"]
