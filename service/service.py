@@ -11,6 +11,7 @@ from starlette.responses import Response
 from service import handlers
 from service.binary_tensors import accept_binary_bodies, binary_body_of
 from service.config import ServeConfig
+from service.fast_lane import FastLane
 from service.guard import VERSION_KEY, RequestGuard
 from service.in_flight import install as count_requests_in_flight
 from service.metadata_app import build_metadata_app
@@ -92,3 +93,4 @@ class ModelServe:
 keep_input_fields(ModelServe)
 accept_binary_bodies(ModelServe.apis["v2_infer"].input_spec)
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes)
+ModelServe.add_asgi_middleware(FastLane, registry=REGISTRY, enabled=not CONFIG.tracing)  # inside the guard

@@ -1,0 +1,106 @@
+"""The fast lane (service/fast_lane.py): well-formed JSON predictions go straight to the handlers, with the
+real regression model behind them; everything else reaches BentoML's dispatch with its body intact. Over
+HTTP, test_bad_input.py and test_endpoints.py check that answers and refusals are what they always were."""
+
+import asyncio
+
+import numpy as np
+import orjson
+
+from service.binary_tensors import HEADER as BINARY_HEADER
+from service.config import ServeConfig
+from service.fast_lane import FastLane
+from service.registry import ModelRegistry
+
+ROW = [120.0, 15.0]
+
+
+class Dispatch:
+    """Stands in for BentoML's dispatch behind the lane: records each body it is handed, answers 418."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message["body"])
+            more = message.get("more_body", False)
+        self.bodies.append(b"".join(chunks))
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def post(lane: FastLane, path: str, body: bytes, headers: tuple = (), method: str = "POST") -> tuple[int, bytes]:
+    scope = {"type": "http", "method": method, "path": path,
+             "headers": [(b"content-type", b"application/json"), *headers]}
+    pending = [{"type": "http.request", "body": body[:7], "more_body": True},  # in two chunks, as a client may
+               {"type": "http.request", "body": body[7:], "more_body": False}]
+    sent = []
+
+    async def receive():
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await lane(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def run(scenario) -> None:
+    async def with_a_registry():
+        registry = ModelRegistry(ServeConfig(models=("regression",), device="cpu"))
+        registry.load()
+        await registry.warm_up()  # the batcher belongs to this event loop, as in a worker
+        dispatch = Dispatch()
+        await scenario(FastLane(dispatch, registry), dispatch, registry)
+
+    asyncio.run(with_a_registry())
+
+
+def test_well_formed_predictions_skip_the_dispatch_and_match_the_engine(trained):
+    async def scenario(lane, dispatch, registry):
+        expected = registry.get("regression").batcher.infer_direct(np.asarray([ROW] * 3, dtype=np.float32))[:, 0]
+        status, body = await post(lane, "/v1/models/regression:predict", orjson.dumps({"instances": [ROW] * 3}))
+        assert status == 200 and np.allclose(orjson.loads(body)["predictions"], expected)
+        v2 = {"id": "r1", "inputs": [{"name": "features", "shape": [3, 2], "datatype": "FP32", "data": ROW * 3}]}
+        status, body = await post(lane, "/v2/models/regression/infer", orjson.dumps(v2))
+        reply = orjson.loads(body)
+        assert status == 200 and reply["id"] == "r1" and np.allclose(reply["outputs"][0]["data"], expected)
+        # a refusal from the handlers is theirs too: the same 400 and message BentoML's path gives
+        status, body = await post(lane, "/v1/models/regression:predict", b'{"instances": [[1, 2, 3]]}')
+        assert status == 400 and b"instance 0: expected 2 numbers" in body
+        assert dispatch.bodies == []
+
+    run(scenario)
+
+
+def test_everything_else_reaches_bentoml_with_its_body_intact(trained):
+    cases = [
+        ("/v1/models/regression:predict", b'{"instances": [[1, 2]', ()),  # malformed JSON: BentoML's 400
+        ("/v1/models/regression:predict", b'{"rows": [[1, 2]]}', ()),  # no instances
+        ("/v1/models/regression:predict", b'{"instances": {"a": 1}}', ()),  # instances not a list
+        ("/v1/models/regression:predict", b'[[1, 2]]', ()),  # not an object
+        ("/v2/models/regression/infer", b'{"inputs": [{"name": "features"}], "id": 7}', ()),  # id not a string
+        ("/v2/models/regression/infer", b'{"inputs": [1]}', ()),  # a tensor that is no object
+        ("/v2/models/regression/infer", b'{"inputs": []}', ((BINARY_HEADER.encode(), b"15"),)),  # binary framing
+        ("/v2/models/regression", b'{"instances": [[1, 2]]}', ()),  # not a prediction route
+    ]
+
+    async def scenario(lane, dispatch, registry):
+        for path, body, headers in cases:
+            assert (await post(lane, path, body, headers))[0] == 418, (path, body)
+        assert dispatch.bodies == [body for _, body, _ in cases]
+        assert (await post(lane, "/v1/models/regression:predict", b'{"instances": [[1, 2]]}', method="PUT"))[0] == 418
+
+    run(scenario)
+
+
+def test_with_tracing_on_every_request_goes_to_bentoml(trained):
+    async def scenario(lane, dispatch, registry):
+        lane.enabled = False  # what service.py sets when MODELSERVE_TRACING is on: spans belong to BentoML's dispatch
+        assert (await post(lane, "/v1/models/regression:predict", orjson.dumps({"instances": [ROW]})))[0] == 418
+
+    run(scenario)
