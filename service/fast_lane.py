@@ -16,16 +16,14 @@ request goes through BentoML, whose spans and trace headers belong to its dispat
 """
 
 import logging
-import re
 
 import orjson
 from starlette.responses import JSONResponse
 
 from service import handlers
 from service.binary_tensors import HEADER as BINARY_HEADER
-from service.guard import REASON_HEADER, VERSION_KEY
+from service.guard import PREDICTION_ROUTE, REASON_HEADER, VERSION_KEY, replay
 
-ROUTE = re.compile(r"^/(?:v1/models/(?P<v1>[^/]+):predict|v2/models/(?P<v2>[^/]+)/infer)$")
 _BINARY_HEADER = BINARY_HEADER.encode()
 logger = logging.getLogger("modelserve")
 
@@ -63,19 +61,6 @@ async def _read_body(receive) -> bytes:
     return b"".join(chunks)
 
 
-def _replay(body: bytes, receive):
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # after the body: the disconnect, when it comes
-
-    return replay
-
-
 class FastLane:
     def __init__(self, app, registry, enabled: bool = True) -> None:
         self.app = app
@@ -83,7 +68,7 @@ class FastLane:
         self.enabled = enabled
 
     async def __call__(self, scope, receive, send) -> None:
-        route = ROUTE.match(scope["path"]) if self.enabled and scope["type"] == "http" else None
+        route = PREDICTION_ROUTE.match(scope["path"]) if self.enabled and scope["type"] == "http" else None
         if route is None or scope["method"] != "POST" or any(k == _BINARY_HEADER for k, _ in scope["headers"]):
             return await self.app(scope, receive, send)
         body = await _read_body(receive)
@@ -93,13 +78,14 @@ class FastLane:
             document = None
         fields = _v1_fields(document) if route.group("v1") else _v2_fields(document)
         if fields is None:
-            return await self.app(scope, _replay(body, receive), send)
+            return await self.app(scope, replay([{"type": "http.request", "body": body}], receive), send)
         try:
             if route.group("v1"):
                 response = await handlers.v1_predict(self.registry, route.group("v1"), *fields)
             else:
                 inputs, request_id, outputs, parameters = fields
-                response = await handlers.v2_infer(self.registry, route.group("v2"), scope.get(VERSION_KEY), inputs,
+                version = scope.get(VERSION_KEY, route.group("version"))  # set aside by the guard, else in the path
+                response = await handlers.v2_infer(self.registry, route.group("v2"), version, inputs,
                                                    request_id, outputs, parameters, None)
         except Exception:
             # what BentoML's dispatch does with an unexpected error: log it whole, answer a JSON 500

@@ -77,7 +77,7 @@ class RequestGuard:
                                         "body_too_large")
                 if not message.get("more_body", False):
                     break
-            receive = _replay(chunks, receive)
+            receive = replay(chunks, receive)
 
         async def observe(message):
             if message["type"] == "http.response.start" and message["status"] >= 400:
@@ -88,7 +88,8 @@ class RequestGuard:
         await self.app(scope, receive, observe)
 
 
-def _replay(chunks: list, receive):
+def replay(chunks: list, receive):
+    """A receive that hands out already-read request messages first, then the client's own."""
     pending = list(chunks)
 
     async def replay():

@@ -69,6 +69,9 @@ def test_well_formed_predictions_skip_the_dispatch_and_match_the_engine(trained)
         status, body = await post(lane, "/v2/models/regression/infer", orjson.dumps(v2))
         reply = orjson.loads(body)
         assert status == 200 and reply["id"] == "r1" and np.allclose(reply["outputs"][0]["data"], expected)
+        # a version in the path is checked against the one served, as on BentoML's path
+        status, body = await post(lane, "/v2/models/regression/versions/nope/infer", orjson.dumps(v2))
+        assert status == 404 and b"has no version 'nope'" in body
         # a refusal from the handlers is theirs too: the same 400 and message BentoML's path gives
         status, body = await post(lane, "/v1/models/regression:predict", b'{"instances": [[1, 2, 3]]}')
         assert status == 400 and b"instance 0: expected 2 numbers" in body
