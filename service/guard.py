@@ -7,6 +7,7 @@ and every refused request (ours or BentoML's own 400s for malformed JSON) is cou
 import hmac
 import json
 import re
+from collections.abc import Callable
 
 from service import metrics
 
@@ -29,8 +30,9 @@ async def _reply(send, status: int, message: str, reason: str, extra_headers: li
 
 
 class RequestGuard:
-    def __init__(self, app, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app, api_key: str | None, max_body_bytes: int, model_label: Callable[[str], str]) -> None:
         self.app = app
+        self.model_label = model_label  # the path's model name, or one shared value where it is not served
         self.expected_auth = f"Bearer {api_key}".encode() if api_key else None
         self.max_body_bytes = max_body_bytes
 
@@ -44,7 +46,7 @@ class RequestGuard:
         rejected = metrics.REJECTED_REQUESTS
 
         def reject(reason: str) -> None:
-            rejected.labels(model=model, reason=reason).inc()
+            rejected.labels(model=self.model_label(model), reason=reason).inc()
 
         headers = dict(scope["headers"])
         if headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json":

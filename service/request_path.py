@@ -20,13 +20,15 @@
    of the loop's samples at c=1. `keep_input_fields()` gives each API's input model a plain class
    attribute with the same fields, which the instance finds first.
 6. BentoML's traffic metrics middleware resolves four labelled children per request; it is swapped, in its
-   place in the stack, for `service/traffic_metrics.py`, which writes the same series with children kept.
+   place in the stack, for `service/traffic_metrics.py`, which writes the same series with children kept
+   and an `endpoint` label that paths not served here cannot multiply (`service/metric_labels.py`).
 
 `install()` runs before BentoML builds the app in the worker, like `service.timeouts.install()`;
 `keep_input_fields()` once the service class is defined.
 """
 
 import logging
+from collections.abc import Callable
 
 from _bentoml_impl.server.app import ServiceAppFactory
 from _bentoml_sdk.method import APIMethod
@@ -45,7 +47,7 @@ BENTOML_ADD_RESPONSE_HEADERS = ServiceAppFactory._add_response_headers
 _CACHE_ATTRIBUTE = "__modelserve_api_methods__"
 
 
-def _middlewares(tracing: bool):
+def _middlewares(tracing: bool, endpoint_of: Callable[[str], str]):
     """BentoML's middleware stack with its traffic metrics swapped for ours, and without tracing unless asked."""
 
     def middlewares(factory: ServiceAppFactory) -> list:
@@ -54,7 +56,7 @@ def _middlewares(tracing: bool):
             if middleware.cls is OpenTelemetryMiddleware and not tracing:
                 continue
             if middleware.cls is RunnerTrafficMetricsMiddleware:
-                middleware = Middleware(TrafficMetrics, *middleware.args, **middleware.kwargs)
+                middleware = Middleware(TrafficMetrics, *middleware.args, **middleware.kwargs, endpoint_of=endpoint_of)
             kept.append(middleware)
         return kept
 
@@ -105,8 +107,8 @@ def keep_input_fields(service) -> None:
         model.model_fields = dict(model.model_fields)  # read on the class: no warning
 
 
-def install(tracing: bool) -> None:
-    ServiceAppFactory.middlewares = _middlewares(tracing)
+def install(tracing: bool, endpoint_of: Callable[[str], str]) -> None:
+    ServiceAppFactory.middlewares = _middlewares(tracing, endpoint_of)
     APIMethod.__get__ = _api_method_once_per_instance
     ServiceAppFactory._add_response_headers = _response_headers_with(BentoMLContainer.logging_formatting.get())
     http_app.logger.addFilter(CLIENT_ERRORS_AS_WARNINGS)  # the logger BentoML's log_exception() writes to

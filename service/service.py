@@ -15,16 +15,18 @@ from service.fast_lane import FastLane
 from service.guard import VERSION_KEY, RequestGuard
 from service.in_flight import install as count_requests_in_flight
 from service.metadata_app import build_metadata_app
+from service.metric_labels import MetricLabels
 from service.registry import ModelRegistry
 from service.request_path import install as trim_request_path
 from service.request_path import keep_input_fields
 from service.timeouts import install as install_timeout_fix
 
 CONFIG = ServeConfig.from_env()
-install_timeout_fix()  # all three before BentoML builds the app and starts uvicorn in this worker
-trim_request_path(tracing=CONFIG.tracing)
-count_requests_in_flight()
 REGISTRY = ModelRegistry(CONFIG)  # one per worker process
+LABELS = MetricLabels(REGISTRY)  # metric labels from what REGISTRY serves, never from raw paths
+install_timeout_fix()  # all three before BentoML builds the app and starts uvicorn in this worker
+trim_request_path(tracing=CONFIG.tracing, endpoint_of=LABELS.endpoint)
+count_requests_in_flight()
 # BentoML leaves the root logger at WARNING; the startup lines (each model loaded, its batch limits) are INFO.
 logging.getLogger("modelserve").setLevel(logging.INFO)
 
@@ -92,5 +94,6 @@ class ModelServe:
 
 keep_input_fields(ModelServe)
 accept_binary_bodies(ModelServe.apis["v2_infer"].input_spec)
-ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes)
+ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes,
+                               model_label=LABELS.model)
 ModelServe.add_asgi_middleware(FastLane, registry=REGISTRY, enabled=not CONFIG.tracing)  # inside the guard

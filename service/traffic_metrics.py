@@ -6,18 +6,23 @@ and the alert rules read. To do so it resolves four labelled children per reques
 (a check of the label names, a tuple, a lock and a dict lookup each, label values read from context variables
 every time) and wraps receive as well as send. A build with those metrics off served 1.10-1.22x the rows
 (benchmarks/profiling.md); the metrics stay, so the lookups go: each child is resolved once per endpoint (and
-status) and kept. The series, their labels and when each moves are BentoML's own; websocket scopes, which this
-service does not serve, go to BentoML's code unchanged.
+status) and kept. The series and when each moves are BentoML's own. The `endpoint` label is BentoML's raw path
+for the paths this service serves and one shared value for any other (service/metric_labels.py), so a client
+probing random paths cannot add series. Websocket scopes, which this service does not serve, go to BentoML's
+code unchanged.
 """
 
+from collections.abc import Callable
 from timeit import default_timer
 
 from bentoml._internal.context import server_context
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 
-MAX_CACHED_ENDPOINTS = 256
-"""Distinct paths whose children are kept. The label is the raw path (BentoML's choice), so a client probing
-random paths would grow a cache without end; past this, children are looked up per request as BentoML does."""
+from service.metric_labels import UNMATCHED_ENDPOINT
+
+MAX_CACHED_PATHS = 256
+"""Served paths whose label is kept; a bound for safety only, as served paths are few (a handful per model).
+Paths that are not served are labelled on every request and never kept, so a scanner cannot crowd them out."""
 
 
 class Children:
@@ -41,6 +46,19 @@ class Children:
 
 
 class TrafficMetrics(RunnerTrafficMetricsMiddleware):
+    def __init__(self, app, *args, endpoint_of: Callable[[str], str], **kwargs) -> None:
+        super().__init__(app, *args, **kwargs)
+        self._endpoint_of = endpoint_of  # path -> `endpoint` label (MetricLabels.endpoint)
+        self._label_by_path: dict[str, str] = {}
+
+    def _endpoint(self, path: str) -> str:
+        label = self._label_by_path.get(path)
+        if label is None:
+            label = self._endpoint_of(path)
+            if label != UNMATCHED_ENDPOINT and len(self._label_by_path) < MAX_CACHED_PATHS:
+                self._label_by_path[path] = label
+        return label
+
     def _setup(self) -> None:
         super()._setup()
         names = {"service_name": server_context.bento_name, "service_version": server_context.bento_version,
@@ -51,8 +69,9 @@ class TrafficMetrics(RunnerTrafficMetricsMiddleware):
         self._in_progress = lambda endpoint: in_progress.labels(endpoint=endpoint, **names)
         self._finished = lambda key: (total.labels(endpoint=key[0], http_response_code=key[1], **names),
                                       duration.labels(endpoint=key[0], http_response_code=key[1], **names))
-        self._in_progress_by_endpoint = Children(MAX_CACHED_ENDPOINTS)
-        self._finished_by_endpoint_status = Children(MAX_CACHED_ENDPOINTS * 4)  # a few statuses per endpoint
+        # keyed by label, a bounded set: every label is a served path, a fixed route or the one shared value
+        self._in_progress_by_endpoint = Children(MAX_CACHED_PATHS)
+        self._finished_by_endpoint_status = Children(MAX_CACHED_PATHS * 4)  # a few statuses per endpoint
         self._skip_paths = tuple(self.skip_paths)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -61,8 +80,9 @@ class TrafficMetrics(RunnerTrafficMetricsMiddleware):
             return
         if not self._is_setup:
             self._setup()
-        endpoint = scope["path"]
-        if not endpoint.startswith(self._skip_paths):
+        path = scope["path"]
+        endpoint = self._endpoint(path)
+        if not path.startswith(self._skip_paths):
             self._last_request.set_to_current_time()
         started, status = default_timer(), 0
 

@@ -85,6 +85,38 @@ def test_every_metric_appears_and_moves_with_two_workers(guarded_server, trained
         >= started
 
 
+def test_probes_of_paths_not_served_add_no_series(guarded_server):
+    # A scanner's paths must not become label values: each would be a series kept by every worker and by
+    # Prometheus for good. Its requests are still counted, under one shared endpoint and model.
+    headers, probes = {"Authorization": f"Bearer {API_KEY}"}, 20
+
+    async def scan() -> list[int]:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async def one(method: str, path: str, body: dict | None = None) -> int:
+                async with session.request(method, guarded_server.url + path, json=body) as r:
+                    await r.read()
+                    return r.status
+            v2_body = {"inputs": [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
+            return await asyncio.gather(*(request for i in range(probes) for request in (
+                one("POST", f"/v1/models/scan-{i}:predict", {"instances": [[1.0, 2.0]]}),
+                one("POST", f"/v2/models/regression/versions/scan-{i}/infer", v2_body),
+                one("GET", f"/scan-{i}/admin"))))
+
+    before = scrape(guarded_server.url)
+    assert asyncio.run(scan()) == [404] * 3 * probes
+    after = scrape(guarded_server.url)
+    assert not [name for name in after if "scan-" in name], "a probed path became a label value"
+    for series in ("bentoml_service_request_total", "bentoml_service_request_duration_seconds_count"):
+        moved = (total(after, series, endpoint="(unmatched)", http_response_code="404")
+                 - total(before, series, endpoint="(unmatched)", http_response_code="404"))
+        assert moved == 3 * probes, f"{series}: {moved} probes counted for {3 * probes}"
+    assert total(after, "bentoml_service_request_in_progress", endpoint="(unmatched)") == 0
+    refused = {model: total(after, "modelserve_rejected_requests_total", model=model, reason="unknown_model")
+               - total(before, "modelserve_rejected_requests_total", model=model, reason="unknown_model")
+               for model in ("(unknown)", "regression")}
+    assert refused == {"(unknown)": probes, "regression": probes}  # a served model keeps its name
+
+
 def test_two_servers_on_one_bentoml_home_each_report_their_own_traffic(trained, tmp_path):
     # BentoML empties the home's metrics directory when a server starts; a second server (another model
     # set beside the first, or a blue/green restart) must not take the first one's counts with it.

@@ -43,7 +43,7 @@ def echo_client():
 
 
 def middleware_names(tracing: bool) -> list[str]:
-    request_path.install(tracing)
+    request_path.install(tracing, endpoint_of=str)
     return [m.cls.__name__ for m in Echo.to_asgi().user_middleware]
 
 
@@ -68,7 +68,7 @@ def test_api_methods_are_built_once_per_instance_and_still_work():
     method = Echo.apis["echo"]
     upstream = request_path.BENTOML_API_METHOD_GET  # builds a new wrapper on every lookup
     assert upstream(method, service, type(service)) is not upstream(method, service, type(service))
-    request_path.install(tracing=False)
+    request_path.install(tracing=False, endpoint_of=str)
     assert service.echo is service.echo
     assert service.echo(21) == 42
     other = Echo()
@@ -86,7 +86,7 @@ def test_responses_keep_bentomls_headers_without_binding_a_signature_per_call(mo
         bindings += 1
         return bind_partial(self, *args, **kwargs)
 
-    request_path.install(tracing=False)
+    request_path.install(tracing=False, endpoint_of=str)
     echo_client.post("/echo", json={"x": 1})  # the first call builds what is built once
     monkeypatch.setattr(inspect.Signature, "bind_partial", counted)
     reply = echo_client.post("/echo", json={"x": 21})

@@ -4,7 +4,8 @@ The series themselves are checked on a real two-worker server in test_metrics.py
 
 from prometheus_client import CollectorRegistry, Counter
 
-from service.traffic_metrics import Children
+from service.metric_labels import UNMATCHED_ENDPOINT
+from service.traffic_metrics import MAX_CACHED_PATHS, Children, TrafficMetrics
 
 
 def test_each_key_resolves_once_and_counts_land_on_its_own_series():
@@ -25,7 +26,7 @@ def test_each_key_resolves_once_and_counts_land_on_its_own_series():
 
 
 def test_keys_past_the_limit_are_resolved_every_time_and_not_kept():
-    # the endpoint label is the raw path: a client probing random paths must not grow the cache without end
+    # a bound for safety: whatever the keys, the cache stops growing
     registry = CollectorRegistry()
     requests = Counter("requests", "", ["endpoint"], registry=registry)
     children = Children(limit=3)
@@ -34,3 +35,19 @@ def test_keys_past_the_limit_are_resolved_every_time_and_not_kept():
             children.get(f"/probe/{i}", lambda endpoint: requests.labels(endpoint=endpoint)).inc()
     assert len(children) == 3
     assert all(registry.get_sample_value("requests_total", {"endpoint": f"/probe/{i}"}) == 2 for i in range(10))
+
+
+def test_served_paths_keep_their_label_and_a_scanner_cannot_crowd_them_out():
+    asked = []
+
+    def endpoint_of(path: str) -> str:
+        asked.append(path)
+        return path if path.startswith("/v1/models/regression") else UNMATCHED_ENDPOINT
+
+    middleware = TrafficMetrics(app=None, endpoint_of=endpoint_of)
+    probes = [f"/probe/{i}" for i in range(MAX_CACHED_PATHS * 2)]
+    assert {middleware._endpoint(path) for path in probes} == {UNMATCHED_ENDPOINT}
+    served = "/v1/models/regression:predict"
+    assert [middleware._endpoint(served) for _ in range(3)] == [served] * 3
+    assert asked.count(served) == 1  # kept after the first request, though the probes came first
+    assert middleware._endpoint(probes[0]) == UNMATCHED_ENDPOINT and asked.count(probes[0]) == 2  # never kept

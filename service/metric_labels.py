@@ -1,0 +1,53 @@
+"""Label values for request metrics, drawn from a bounded set whatever clients send.
+
+Each distinct label value is a time series that the workers keep and Prometheus stores from then on. Two labels
+came from the request path: BentoML's `endpoint` (the raw path) and our rejection counter's `model` (the name
+in a prediction route). A scanner requesting /v1/models/<random>:predict or /<random> would make a series per
+request, without end, in every worker's multiprocess files and in Prometheus. Here a path keeps its own value
+only where it is one this service serves: a fixed route, or a model route naming a model this worker was
+configured with (and, where the path names a version, the version served). The rest share one value, so the
+dashboards and alerts, which select the model routes by path, read the same series as before.
+"""
+
+import re
+
+UNMATCHED_ENDPOINT = "(unmatched)"
+"""The `endpoint` of every request to a path not served here; no route can be spelled like it."""
+UNKNOWN_MODEL = "(unknown)"
+"""The `model` of a refusal for a name that is not served; BentoML tags cannot be spelled like it."""
+
+FIXED_PATHS = frozenset({
+    "/", "/livez", "/healthz", "/readyz", "/metrics", "/schema.json", "/docs.json",  # BentoML's own routes
+    "/v2", "/v2/health/live", "/v2/health/ready",  # service/metadata_app.py
+})
+STATIC_PREFIX, STATIC_ENDPOINT = "/static_content/", "/static_content/{path}"  # the docs page's files
+MODEL_PATH = re.compile(
+    r"^/(?:v1/models/(?P<v1>[^/:]+)(?::predict)?"
+    r"|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/infer|/ready)?)$")
+"""Every route under a model: v1 metadata and predict, v2 metadata, readiness and inference, each with or
+without /versions/VERSION on v2."""
+
+
+class MetricLabels:
+    def __init__(self, registry) -> None:  # a service.registry.ModelRegistry, read when asked: it loads later
+        self._registry = registry
+
+    def _serves(self, name: str, version: str | None = None) -> bool:
+        model = self._registry.models.get(name)
+        if model is not None:
+            return version is None or version == model.artifacts.version
+        # A configured model that failed to load is answered with 503s, which are worth their own series.
+        return version is None and any(ref.split(":")[0] == name for ref in self._registry.errors)
+
+    def model(self, name: str) -> str:
+        return name if self._serves(name) else UNKNOWN_MODEL
+
+    def endpoint(self, path: str) -> str:
+        if path in FIXED_PATHS:
+            return path
+        if path.startswith(STATIC_PREFIX):
+            return STATIC_ENDPOINT
+        match = MODEL_PATH.match(path)
+        if match is not None and self._serves(match.group("v1") or match.group("v2"), match.group("version")):
+            return path
+        return UNMATCHED_ENDPOINT
