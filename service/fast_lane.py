@@ -9,12 +9,14 @@ context took ~30 % of the samples, more than parsing, batching and the engine to
 This middleware sits inside RequestGuard (so after the API key and body-size checks, on the path the guard
 normalised) and inside BentoML's traffic metrics and request timeout, which still see every request. A JSON
 POST to /v1/models/NAME:predict or /v2/models/NAME/infer whose body has the top-level shape the API
-declares goes straight to the same handlers the API methods call. Anything else goes on to BentoML
-unchanged, its body replayed: malformed JSON and missing or mistyped fields get BentoML's own 400 and log
-line, binary v2 bodies BentoML's parser, and every other route BentoML's router. With tracing on, every
-request goes through BentoML, whose spans and trace headers belong to its dispatch.
+declares goes straight to the same handlers the API methods call; so does a v2 body in Triton's binary framing
+(tritonclient's default) whose JSON header has that shape, with the bytes after it. Anything else goes on to
+BentoML unchanged, its body replayed: malformed JSON, missing or mistyped fields and broken framing get
+BentoML's own 400 and log line, and every other route BentoML's router. With tracing on, every request goes
+through BentoML, whose spans and trace headers belong to its dispatch.
 """
 
+import contextlib
 import logging
 
 import orjson
@@ -22,6 +24,7 @@ from starlette.responses import JSONResponse
 
 from service import handlers
 from service.binary_tensors import HEADER as BINARY_HEADER
+from service.binary_tensors import split_body
 from service.guard import PREDICTION_ROUTE, REASON_HEADER, VERSION_KEY, replay
 
 _BINARY_HEADER = BINARY_HEADER.encode()
@@ -69,13 +72,17 @@ class FastLane:
 
     async def __call__(self, scope, receive, send) -> None:
         route = PREDICTION_ROUTE.match(scope["path"]) if self.enabled and scope["type"] == "http" else None
-        if route is None or scope["method"] != "POST" or any(k == _BINARY_HEADER for k, _ in scope["headers"]):
+        if route is None or scope["method"] != "POST":
             return await self.app(scope, receive, send)
+        framing = next((value for key, value in scope["headers"] if key == _BINARY_HEADER), None)
+        if framing is not None and route.group("v1"):
+            return await self.app(scope, receive, send)  # v1 has no binary framing: BentoML says what is wrong
         body = await _read_body(receive)
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            document = None
+        # broken framing leaves an empty JSON part, so it goes on to BentoML's path and the handler's refusal
+        json_part, binary = (body, None) if framing is None else split_body(body, framing.decode("latin-1"))
+        document = None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            document = orjson.loads(json_part)
         fields = _v1_fields(document) if route.group("v1") else _v2_fields(document)
         if fields is None:
             return await self.app(scope, replay([{"type": "http.request", "body": body}], receive), send)
@@ -86,7 +93,7 @@ class FastLane:
                 inputs, request_id, outputs, parameters = fields
                 version = scope.get(VERSION_KEY, route.group("version"))  # set aside by the guard, else in the path
                 response = await handlers.v2_infer(self.registry, route.group("v2"), version, inputs,
-                                                   request_id, outputs, parameters, None)
+                                                   request_id, outputs, parameters, binary)
         except Exception:
             # what BentoML's dispatch does with an unexpected error: log it whole, answer a JSON 500
             logger.exception("Exception on %s [%s]", scope["path"], scope["method"])

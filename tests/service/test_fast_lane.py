@@ -80,6 +80,29 @@ def test_well_formed_predictions_skip_the_dispatch_and_match_the_engine(trained)
     run(scenario)
 
 
+def test_binary_framed_v2_requests_skip_the_dispatch_with_their_bytes(trained):
+    # tritonclient's default: the JSON header, then each input's little-endian bytes; outputs asked for in binary
+    async def scenario(lane, dispatch, registry):
+        rows = np.asarray([ROW, [80.0, 3.0], [200.0, 40.0]], dtype=np.float32)
+        expected = registry.get("regression").batcher.infer_direct(rows)
+        header = orjson.dumps({"inputs": [{"name": "features", "shape": [3, 2], "datatype": "FP32",
+                                           "parameters": {"binary_data_size": rows.nbytes}}],
+                               "parameters": {"binary_data_output": True}})
+        status, body = await post(lane, "/v2/models/regression/infer", header + rows.astype("<f4").tobytes(),
+                                  ((BINARY_HEADER.encode(), str(len(header)).encode()),))
+        assert status == 200 and dispatch.bodies == []
+        size = expected.size * 4  # the reply: its JSON header, then the output's FP32 bytes
+        (output,) = orjson.loads(body[:-size])["outputs"]
+        assert output["parameters"] == {"binary_data_size": size} and "data" not in output
+        assert np.allclose(np.frombuffer(body[-size:], "<f4"), expected.ravel())
+        # bytes that do not add up are refused by the handler, as on BentoML's path
+        status, body = await post(lane, "/v2/models/regression/infer", header + rows.tobytes() + b"\0" * 4,
+                                  ((BINARY_HEADER.encode(), str(len(header)).encode()),))
+        assert status == 400 and b"4 bytes after the JSON header" in body and dispatch.bodies == []
+
+    run(scenario)
+
+
 def test_everything_else_reaches_bentoml_with_its_body_intact(trained):
     cases = [
         ("/v1/models/regression:predict", b'{"instances": [[1, 2]', ()),  # malformed JSON: BentoML's 400
@@ -88,7 +111,10 @@ def test_everything_else_reaches_bentoml_with_its_body_intact(trained):
         ("/v1/models/regression:predict", b'[[1, 2]]', ()),  # not an object
         ("/v2/models/regression/infer", b'{"inputs": [{"name": "features"}], "id": 7}', ()),  # id not a string
         ("/v2/models/regression/infer", b'{"inputs": [1]}', ()),  # a tensor that is no object
-        ("/v2/models/regression/infer", b'{"inputs": []}', ((BINARY_HEADER.encode(), b"15"),)),  # binary framing
+        ("/v2/models/regression/infer", b'{"inputs": []}', ((BINARY_HEADER.encode(), b"15"),)),  # length past the end
+        ("/v2/models/regression/infer", b'{"inputs": []}', ((BINARY_HEADER.encode(), b"x"),)),  # length not a number
+        ("/v2/models/regression/infer", b'{"inputs": [}', ((BINARY_HEADER.encode(), b"13"),)),  # header not JSON
+        ("/v1/models/regression:predict", b'{"instances": []}', ((BINARY_HEADER.encode(), b"17"),)),  # v1: no framing
         ("/v2/models/regression", b'{"instances": [[1, 2]]}', ()),  # not a prediction route
     ]
 
