@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import resource
 import subprocess
 import tempfile
@@ -11,7 +12,18 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime
-from systems import BENCH, EXAMPLE, Framed
+from systems import BENCH, EXAMPLE, Framed, served_device
+
+
+def describe_machine() -> str:
+    """Cores and Python, plus the GPU and ONNX Runtime's version where the service would run on CUDA, so a
+    results file says which hardware its figures are from."""
+    line = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if served_device({}) == "cuda":
+        query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+        gpu = subprocess.run(query, capture_output=True, text=True).stdout.strip().splitlines() or ["a GPU"]
+        line += f", one {gpu[0]} (ONNX Runtime {onnxruntime.__version__})"
+    return line
 
 
 def run_wrk(url: str, body: dict | Framed, concurrency: int, seconds: float, rows_per_request: int = 1) -> dict:
@@ -57,10 +69,18 @@ def tree_rss_mb(process: subprocess.Popen | None) -> float:
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
-def _session(onnx_file: Path) -> onnxruntime.InferenceSession:
+def _session(onnx_file: Path, device: str = "cpu") -> onnxruntime.InferenceSession:
+    """One intra-op thread on the CPU; on CUDA the provider the service uses, so a served/raw ratio on a GPU
+    compares the service with the engine it runs, not with the CPU."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
+    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    if device == "cuda":
+        onnxruntime.preload_dlls()  # the CUDA libraries torch's wheels ship, as service/engines.py loads them
+    session = onnxruntime.InferenceSession(str(onnx_file), sess_options=options, providers=[provider])
+    if session.get_providers()[0] != provider:
+        raise RuntimeError(f"ONNX Runtime could not start {provider} for the raw engine")
+    return session
 
 
 def _batch(model: str, rows: int) -> np.ndarray:
@@ -74,9 +94,10 @@ def raw_output(onnx_file: Path, model: str) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: _batch(model, 1)})[0]
 
 
-def raw_engine(onnx_file: Path, model: str, batch_sizes: list[int], seconds: float) -> dict[int, float]:
-    """ONNX Runtime in-process, one thread, no server: rows/s at each batch size."""
-    session = _session(onnx_file)
+def raw_engine(onnx_file: Path, model: str, batch_sizes: list[int], seconds: float,
+               device: str = "cpu") -> dict[int, float]:
+    """ONNX Runtime in-process, one thread, no server: rows/s at each batch size (numpy in and out)."""
+    session = _session(onnx_file, device)
     name = session.get_inputs()[0].name
     result = {}
     for batch in batch_sizes:

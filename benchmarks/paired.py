@@ -24,15 +24,13 @@ The default compares batching on and off:
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from measure import run_wrk
+from measure import describe_machine, run_wrk
 from serving import MODELS, check_answer, model_dirs
 from systems import BENCH, SYSTEMS, System
 
@@ -193,7 +191,7 @@ def main() -> None:
     result = paired(keys, args.models.split(","), [int(c) for c in args.concurrency.split(",")], args.rounds,
                     args.seconds, args.control, args.rows)
     result.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"})
+                   "machine": describe_machine()})
     write(result, args.out, args.stem)
     print(f"results in {args.out / args.stem}.md")
 

@@ -15,7 +15,6 @@ batch size. Results go to benchmarks/results/serving.{json,md,png}.
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from measure import engine_calls, raw_engine, raw_output, run_wrk, tree_rss_mb
+from measure import describe_machine, engine_calls, raw_engine, raw_output, run_wrk, tree_rss_mb
 from serving_report import write_report
-from systems import BENCH, REPO, SYSTEMS, WORKERS, Modelserve, System
+from systems import BENCH, REPO, SYSTEMS, WORKERS, Modelserve, System, served_device
 
 MODELS = ("regression", "mlp", "transformer")
 HEAVY_RECIPE = BENCH / "heavy_transformer.toml"
@@ -127,7 +126,8 @@ def memory_by_max_batch(dirs: dict[str, Path], models: list[str], sizes: list[in
 
 def benchmark(system_keys: list[str], dirs: dict[str, Path], models: list[str], concurrencies: list[int],
               seconds: float, warmup: float, bulk: bool = True) -> dict:
-    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}}
+    # The raw engine runs where modelserve does: on a GPU, ONNX Runtime's CUDA provider is what bulk is held to.
+    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}, "raw_device": served_device({})}
     for key in system_keys:
         system = SYSTEMS[key]()
         results["system_keys"][key] = system.name  # targets.py finds the systems it compares by key
@@ -158,8 +158,9 @@ def raw_at_formed_batches(dirs: dict[str, Path], models: list[str], results: dic
     for model in models:
         formed = {max(1, round(p["rows_per_engine_call"])) for per_model in results["systems"].values()
                   for p in per_model.get(model, {}).values() if "rows_per_engine_call" in p}
-        raw[model] = {str(b): r for b, r in raw_engine(dirs[model] / "model.onnx", model,
-                                                        sorted({1, BULK_ROWS} | formed), min(seconds, 2.0)).items()}
+        rates = raw_engine(dirs[model] / "model.onnx", model, sorted({1, BULK_ROWS} | formed), min(seconds, 2.0),
+                           device=results["raw_device"])
+        raw[model] = {str(b): r for b, r in rates.items()}
         for per_model in results["systems"].values():
             for p in per_model.get(model, {}).values():
                 p["served_over_raw_batch1"] = p["rows_per_s"] / raw[model]["1"]
@@ -206,7 +207,7 @@ def main() -> None:
         sizes = [int(s) for s in args.memory_batch_sizes.split(",")]
         results["memory_by_max_batch_size"] = memory_by_max_batch(dirs, models, sizes, args.seconds)
     results.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": args.seconds,
-                    "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                    "machine": describe_machine(),
                     "quick": args.quick, "bulk_rows": BULK_ROWS, "bulk_concurrency": BULK_CONCURRENCY})
     write_report(results, args.out, args.stem, concurrencies)
     print(f"results in {args.out / args.stem}.md")

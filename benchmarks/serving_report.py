@@ -17,7 +17,8 @@ def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) 
     lines += markdown(judge(results))
     for model, raw in results["raw"].items():
         formed = ", ".join(f"{raw[b]:,.0f} at batch {b}" for b in raw)
-        lines += [f"## {model}", "", f"Raw engine (ONNX Runtime, 1 thread, in-process), rows/s: {formed}.", "",
+        where = "CUDA provider" if results.get("raw_device") == "cuda" else "1 thread"
+        lines += [f"## {model}", "", f"Raw engine (ONNX Runtime, {where}, in-process), rows/s: {formed}.", "",
                   "| system | concurrency | rows/s | p50 ms | p95 ms | p99 ms | errors | rows/engine call | "
                   "served/raw (batch 1) | raw at that batch | wrk CPU s |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

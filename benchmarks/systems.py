@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from benchmarks/: the service's own settings parser is one import away
 
 from service.config import ServeConfig  # noqa: E402
+from service.engines import resolve_device  # noqa: E402
 
 BENCH = REPO / "benchmarks"
 VENVS = BENCH / ".venvs"
@@ -150,18 +151,18 @@ def _modelserve_env(settings: dict[str, str]) -> dict[str, str]:
     return {f"MODELSERVE_{key.upper()}": value for key, value in settings.items()}
 
 
+def served_device(settings: dict[str, str]) -> str:
+    """The device a modelserve server given these settings runs on, resolved as the service resolves 'auto'."""
+    return resolve_device(ServeConfig.from_env({**os.environ, **_modelserve_env(settings)}).device)
+
+
 def modelserve_label(mode: str, settings: dict[str, str]) -> str:
     """What a modelserve server will run, as the service itself reads it: the settings the system gives over
     MODELSERVE_* already exported. A MODELSERVE_BACKEND or _DEVICE set for a whole run shows in the results
     instead of hiding behind the system's defaults ('auto' is named as the device it resolves to)."""
     config = ServeConfig.from_env({**os.environ, **_modelserve_env(settings)})
-    device = config.device
-    if device == "auto":
-        import torch  # only here: the label is the one thing in this module that needs it
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     workers = f"{config.workers} worker{'s' if config.workers > 1 else ''}"
-    return f"modelserve ({mode}, {config.backend}, {device}, {workers})"
+    return f"modelserve ({mode}, {config.backend}, {served_device(settings)}, {workers})"
 
 
 class Modelserve(System):

@@ -33,7 +33,8 @@ class Server:
             home.mkdir()
             (home / "models").symlink_to(store)
         self.log_path = log_path
-        self._env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}
+        python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # keep the caller's
+        self._env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": python_path}
         self._env.update({f"MODELSERVE_{k.upper()}": str(v) for k, v in settings.items()})
         self._log = open(log_path, "w")
         self._port_retries = PORT_RETRIES

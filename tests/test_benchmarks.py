@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from service.engines import cuda_available
 from tests.conftest import REPO
 
 
@@ -92,7 +95,7 @@ def test_paired_benchmark_alternates_fresh_servers_beside_a_twin_and_writes_resu
 
 
 def test_gpu_engines_benchmark_trains_exports_and_times_on_the_cpu_too(tmp_path):
-    # The GPU machines it was written for lack BentoML, so it drives the loop and export directly; here it runs
+    # The GPU machines it was written for lack BentoML, so it drives the loop and exports directly; here it runs
     # on the CPU with one epoch and short windows, which proves the same code path (bar CUDA) works.
     subprocess.run([sys.executable, "benchmarks/gpu_engines.py", "--device", "cpu", "--quick", "--out", str(tmp_path)],
                    cwd=REPO, check=True, capture_output=True, text=True, timeout=300)
@@ -100,12 +103,14 @@ def test_gpu_engines_benchmark_trains_exports_and_times_on_the_cpu_too(tmp_path)
     assert set(results["training"]) == {"regression", "mlp", "transformer"}
     for model, run in results["training"].items():
         assert run["samples_per_s"] > 0 and run["epochs"] == 1 and run["precision"] == "fp32", model
-    assert set(results["torchscript"]) == {"transformer", "transformer-heavy"}
-    for name, run in results["torchscript"].items():
-        assert run["max_abs_diff_vs_eager_cpu"] < 1e-4, name  # the export computes what the eager model does
-        assert set(run["rows_per_s"]) == {"1", "8"} and all(rate > 0 for rate in run["rows_per_s"].values())
+    assert set(results["engines"]) == {"transformer", "transformer-heavy"}
+    for name, by_backend in results["engines"].items():
+        assert set(by_backend) == {"onnx", "torchscript"}, name
+        for backend, run in by_backend.items():
+            assert run["max_abs_diff_vs_eager_cpu"] < 1e-4, (name, backend)  # the export computes what eager does
+            assert set(run["rows_per_s"]) == {"1", "8"} and all(rate > 0 for rate in run["rows_per_s"].values())
     report = (tmp_path / "gpu_engines-cpu.md").read_text()
-    assert "| transformer-heavy |" in report and "| mlp | fp32 |" in report
+    assert "| transformer-heavy | ONNX Runtime |" in report and "| mlp | fp32 |" in report
 
 
 def test_modelserve_systems_are_named_for_what_the_environment_makes_them_run(monkeypatch):
@@ -121,3 +126,20 @@ def test_modelserve_systems_are_named_for_what_the_environment_makes_them_run(mo
     monkeypatch.setenv("MODELSERVE_BACKEND", "onnx")
     assert SYSTEMS["modelserve-torchscript"]().name.startswith("modelserve (batched, torchscript, ")
     assert SYSTEMS["modelserve-1w"]().name == "modelserve (batched, onnx, cpu, 1 worker)"
+
+
+def test_the_raw_engine_runs_where_modelserve_does_and_never_falls_back_quietly(trained, monkeypatch):
+    # On a GPU the bulk target compares served rows with the raw engine; measured on the CPU instead, a GPU
+    # service came out at 7.96x "of the raw engine" (2026-11-22). The raw engine takes the service's device,
+    # and a CUDA session that ONNX Runtime quietly starts on the CPU is refused, not timed.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from measure import raw_engine
+    from systems import served_device
+
+    monkeypatch.setenv("MODELSERVE_DEVICE", "cpu")
+    assert served_device({}) == "cpu" and served_device({"device": "cpu"}) == "cpu"
+    onnx_file = trained["regression"]["path"] / "model.onnx"
+    assert set(raw_engine(onnx_file, "regression", [1, 64], 0.05, device="cpu")) == {1, 64}
+    if not cuda_available():
+        with pytest.raises(RuntimeError, match="CUDAExecutionProvider"):
+            raw_engine(onnx_file, "regression", [1], 0.05, device="cuda")
