@@ -36,7 +36,7 @@ def resolve_device(requested: str) -> str:
 class OnnxEngine:
     backend = "onnx"
 
-    def __init__(self, path: Path, device: str, threads: int) -> None:
+    def __init__(self, path: Path, device: str, threads: int, tf32: bool = True) -> None:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -45,7 +45,8 @@ class OnnxEngine:
             # Use the CUDA/cuDNN libraries that torch's wheels ship rather than system ones.
             if hasattr(onnxruntime, "preload_dlls"):
                 onnxruntime.preload_dlls()
-            providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+            cuda = {"device_id": 0, "use_tf32": int(tf32)}  # the provider's default is 1
+            providers = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
         self.session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
         if device == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"{path}: ONNX Runtime could not start its CUDA provider "
@@ -60,10 +61,12 @@ class OnnxEngine:
 class TorchScriptEngine:
     backend = "torchscript"
 
-    def __init__(self, path: Path, device: str, threads: int) -> None:
+    def __init__(self, path: Path, device: str, threads: int, tf32: bool = True) -> None:
         import torch  # only this backend needs it
 
         torch.set_num_threads(threads)
+        if device == "cuda":  # process-wide, and a worker runs one backend; "highest" is torch's own default
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
         self.torch = torch
         self.device = device
         self.module = torch.jit.load(str(path), map_location=device).eval()
@@ -75,9 +78,9 @@ class TorchScriptEngine:
         return out.float().cpu().numpy()
 
 
-def load_engine(backend: str, model_dir: Path, device: str, threads: int):
+def load_engine(backend: str, model_dir: Path, device: str, threads: int, tf32: bool = True):
     if backend == "onnx":
-        return OnnxEngine(model_dir / "model.onnx", device, threads)
+        return OnnxEngine(model_dir / "model.onnx", device, threads, tf32)
     if backend == "torchscript":
-        return TorchScriptEngine(model_dir / "model.pt", device, threads)
+        return TorchScriptEngine(model_dir / "model.pt", device, threads, tf32)
     raise ValueError(f"unknown backend {backend!r}")

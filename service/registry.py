@@ -72,7 +72,8 @@ class ModelRegistry:
     def _load_one(self, ref: str, device: str) -> ServedModel:
         artifacts = load_artifacts(ref)
         manifest = artifacts.manifest
-        engine = load_engine(self.config.backend, artifacts.path, device, self.config.engine_threads)
+        engine = load_engine(self.config.backend, artifacts.path, device, self.config.engine_threads,
+                             self.config.tf32)
         if manifest["input_kind"] == "tokens":
             spec = manifest["inputs"][0]
             schema = TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])

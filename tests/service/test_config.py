@@ -36,3 +36,10 @@ def test_batching_switch():
     assert ServeConfig.from_env({"MODELSERVE_BATCHING": "false"}).batching is False
     with pytest.raises(ValueError, match="MODELSERVE_BATCHING must be true or false, got 'maybe'"):
         ServeConfig.from_env({"MODELSERVE_BATCHING": "maybe"})
+
+
+def test_tf32_switch_defaults_to_the_cuda_providers_own_choice():
+    assert ServeConfig.from_env({}).tf32 is True
+    assert ServeConfig.from_env({"MODELSERVE_TF32": "false"}).tf32 is False
+    with pytest.raises(ValueError, match="MODELSERVE_TF32 must be true or false, got 'fast'"):
+        ServeConfig.from_env({"MODELSERVE_TF32": "fast"})
