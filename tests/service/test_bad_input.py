@@ -55,6 +55,15 @@ FEATURE_CASES = {
     "OIP unknown input name": ("/v2/models/transformer/infer", {"inputs": [
         {"name": "tokens", "shape": [1, 2], "datatype": "INT64", "data": [5, 6]}]}, 400,
         "unknown input 'tokens' for model 'transformer'"),
+    "OIP token id outside the vocabulary": ("/v2/models/transformer/infer", {"inputs": [
+        {"name": "input_ids", "shape": [2, 2], "datatype": "INT64", "data": [[5, 6], [7, 260]]}]}, 400,
+        "instance 1, token 1: id 260 is outside the vocabulary [0, 260)"),
+    "OIP negative token id": ("/v2/models/transformer/infer", {"inputs": [
+        {"name": "input_ids", "shape": [1, 3], "datatype": "INT64", "data": [5, -1, 6]}]}, 400,
+        "instance 0, token 1: id -1 is outside the vocabulary [0, 260)"),
+    "OIP sequence of only padding": ("/v2/models/transformer/infer", {"inputs": [
+        {"name": "input_ids", "shape": [2, 2], "datatype": "INT64", "data": [5, 6, 0, 0]}]}, 400,
+        "instance 1: empty sequence (only padding)"),
     "OIP strings in numeric data": ("/v2/models/regression/infer", {"inputs": [
         {"name": "features", "shape": [1, 2], "datatype": "FP32", "data": ["1", "2"]}]}, 400,
         "input 'features': data must hold only FP32 numbers"),
