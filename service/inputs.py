@@ -39,19 +39,32 @@ class FeatureSchema:
 
         JSON booleans in a row are read as 0/1, as numpy and pandas read them.
         """
-        # One pass over instances (not values) to turn objects into rows; lists pass through.
-        rows = [self._row_from_object(i, inst) if isinstance(inst, dict) else inst for i, inst in enumerate(instances)]
+        batch = self._numeric(instances)  # rows as lists: the common case, with no Python pass at all
+        if batch is None:
+            # One pass over instances (not values) to turn objects into rows, then the same again.
+            rows = [self._row_from_object(i, inst) if isinstance(inst, dict) else inst
+                    for i, inst in enumerate(instances)]
+            batch = self._numeric(rows)
+            if batch is None:
+                self._explain(rows)
+        with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused just below
+            out = batch.astype(np.float32)
+        if batch.dtype.kind == "f" and not np.isfinite(out).all():  # (integers are finite and fit float32)
+            i, j = map(int, np.argwhere(~np.isfinite(out))[0])
+            value = batch[i, j]
+            why = "is not a finite number" if not np.isfinite(value) else "is beyond float32's range (±3.4e38)"
+            raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: {value} {why}")
+        return out
+
+    def _numeric(self, rows: list) -> np.ndarray | None:
+        """(N, F) numbers, or None when rows are ragged, hold non-numbers or have the wrong width."""
         try:
-            batch = np.array(rows)  # dtype inferred: strings or nulls give a non-numeric kind
+            batch = np.array(rows)  # dtype inferred: strings, nulls or objects give a non-numeric kind
         except (ValueError, TypeError):
-            batch = None  # ragged rows
-        if batch is None or batch.dtype.kind not in "iuf" or batch.ndim != 2 or batch.shape[1] != len(self.names):
-            self._explain(rows)
-        batch = batch.astype(np.float64)
-        if not np.isfinite(batch).all():
-            i, j = map(int, np.argwhere(~np.isfinite(batch))[0])
-            raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: {batch[i, j]} is not a finite number")
-        return batch.astype(np.float32)
+            return None  # ragged rows
+        if batch.dtype.kind not in "iuf" or batch.ndim != 2 or batch.shape[1] != len(self.names):
+            return None
+        return batch
 
     def _row_from_object(self, i: int, instance: dict) -> list:
         unknown = [k for k in instance if k not in self.names]

@@ -21,6 +21,10 @@ def test_feature_rows_and_objects_in_training_order():
     ([[1, None]], "instance 0, feature 'age': expected a number, got null"),
     ([[1, 2], 5], "instance 1: expected a list of 2 numbers (area, age) or an object"),
     ([[1, 2], [1]], "instance 1: expected 2 numbers (area, age), got 1 values"),
+    ([[1, 2], [float("nan"), 2]], "instance 1, feature 'area': nan is not a finite number"),
+    ([[1, 2], {"area": 1, "age": float("-inf")}], "instance 1, feature 'age': -inf is not a finite number"),
+    # finite in JSON's float64, but the engine takes float32: it would have run on inf
+    ([[1, 2], [3, 1e39]], "instance 1, feature 'age': 1e+39 is beyond float32's range"),
 ])
 def test_bad_feature_values_are_located(instances, message):
     with pytest.raises(InvalidInput) as excinfo:
