@@ -214,7 +214,27 @@ class ModelserveV2(Modelserve):
         return np.frombuffer(response.content[int(length):int(length) + size], dtype="<f4").tolist()
 
 
-class StockBentoml(System):
+class Peer(System):
+    """Another server on the same ONNX files, run where modelserve runs in this benchmark: on a GPU the peers'
+    sessions take ONNX Runtime's CUDA provider (peers/onnx_session.py), from onnxruntime-gpu in venvs of their
+    own, and their names say so; on the CPU nothing changes."""
+
+    def __init__(self, name: str, **kwargs) -> None:
+        self.device = served_device({})
+        super().__init__(name + (" on CUDA" if self.device == "cuda" else ""), **kwargs)
+
+    def _python(self, venv: str, packages: list[str]) -> Path:
+        if self.device == "cuda":  # with the CUDA and cuDNN wheels that onnxruntime.preload_dlls() loads
+            return peer_venv(f"{venv}-cuda", [p if p != "onnxruntime" else "onnxruntime-gpu[cuda,cudnn]"
+                                              for p in packages])
+        return peer_venv(venv, packages)
+
+    def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz") -> None:
+        path = os.pathsep.join(filter(None, [str(BENCH / "peers"), os.environ.get("PYTHONPATH")]))
+        super()._spawn(command, {"PEER_DEVICE": self.device, "PYTHONPATH": path, **(env or {})}, health)
+
+
+class StockBentoml(Peer):
     """BentoML's own example shape serves one model per service, so it restarts for each model."""
 
     def __init__(self, name: str) -> None:
@@ -236,16 +256,16 @@ class StockBentoml(System):
         return response.json()
 
 
-class FastapiPeer(System):
+class FastapiPeer(Peer):
     def start(self, dirs: dict[str, Path], models: list[str]) -> None:
-        python = peer_venv("fastapi", ["fastapi", "uvicorn", "onnxruntime", "numpy"])
+        python = self._python("fastapi", ["fastapi", "uvicorn", "onnxruntime", "numpy"])
         self._spawn([str(python), str(BENCH / "peers" / "fastapi_onnx.py"), str(self.port),
                      *_onnx_specs(dirs, models)], health="/health")
 
 
-class RayServePeer(System):
+class RayServePeer(Peer):
     def start(self, dirs: dict[str, Path], models: list[str]) -> None:
-        python = peer_venv("ray", ["ray[serve]", "onnxruntime", "numpy"])
+        python = self._python("ray", ["ray[serve]", "onnxruntime", "numpy"])
         self._spawn([str(python), str(BENCH / "peers" / "ray_serve_onnx.py"), str(self.port),
                      *_onnx_specs(dirs, models)], health="/health")
 
@@ -253,12 +273,12 @@ class RayServePeer(System):
         return f"/{model}", {"instances": [EXAMPLE[model]] * k}
 
 
-class MlserverPeer(System):
+class MlserverPeer(Peer):
     repository: Path | None = None
 
     def start(self, dirs: dict[str, Path], models: list[str]) -> None:
         # uvloop 0.22 refuses asyncio.get_event_loop() outside a loop, which MLServer 1.7's workers call.
-        python = peer_venv("mlserver", ["mlserver", "onnxruntime", "numpy", "uvloop<0.22"])
+        python = self._python("mlserver", ["mlserver", "onnxruntime", "numpy", "uvloop<0.22"])
         self.repository = Path(tempfile.mkdtemp(prefix="mlserver-peer-"))  # its model settings; removed at stop
         ports = f"{self.port},{free_port()},{free_port()}"  # HTTP, gRPC, metrics: each free, none assumed
         self._spawn([str(python), str(BENCH / "peers" / "mlserver_onnx.py"), ports, str(self.repository),

@@ -143,3 +143,24 @@ def test_the_raw_engine_runs_where_modelserve_does_and_never_falls_back_quietly(
     if not cuda_available():
         with pytest.raises(RuntimeError, match="CUDAExecutionProvider"):
             raw_engine(onnx_file, "regression", [1], 0.05, device="cuda")
+
+
+def test_peers_run_where_modelserve_runs_and_refuse_a_quiet_cpu_fallback(trained, monkeypatch):
+    # On a GPU node `make bench` once set modelserve on CUDA against peers on one CPU thread. Peers now take
+    # PEER_DEVICE from the run, and a CUDA session that ONNX Runtime starts on the CPU is an error.
+    sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "benchmarks" / "peers")]
+    from onnx_session import peer_session
+    from systems import SYSTEMS
+
+    onnx_file = str(trained["regression"]["path"] / "model.onnx")
+    monkeypatch.setenv("PEER_DEVICE", "cpu")
+    assert peer_session(onnx_file).get_providers() == ["CPUExecutionProvider"]
+    if not cuda_available():
+        monkeypatch.setenv("PEER_DEVICE", "cuda")
+        with pytest.raises(RuntimeError, match="could not start its CUDA provider"):
+            peer_session(onnx_file)
+        monkeypatch.setenv("MODELSERVE_DEVICE", "cuda")  # a peer on CUDA where there is none: refused at set-up
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            SYSTEMS["fastapi"]()
+    monkeypatch.setenv("MODELSERVE_DEVICE", "cpu")
+    assert SYSTEMS["fastapi"]().name == "FastAPI + ORT (hand-written)"

@@ -7,17 +7,15 @@ Runs in its own virtual environment (benchmarks/serving.py makes it). Usage:
 import sys
 
 import numpy as np
-import onnxruntime
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
+from onnx_session import peer_session
 
 port = int(sys.argv[1])
-options = onnxruntime.SessionOptions()
-options.intra_op_num_threads = 1
 sessions = {}
 for spec in sys.argv[2:]:
     name, path = spec.split("=", 1)
-    session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    session = peer_session(path)
     sessions[name] = (session, session.get_inputs()[0].name, session.get_inputs()[0].type)
 
 app = FastAPI()

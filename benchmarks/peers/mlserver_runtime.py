@@ -7,18 +7,15 @@ with NumpyCodec, one session.run, encode the output. Adaptive batching is MLServ
 """
 
 import numpy as np
-import onnxruntime
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
+from onnx_session import peer_session
 
 
 class OnnxModel(MLModel):
     async def load(self) -> bool:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(self.settings.parameters.uri, sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = peer_session(self.settings.parameters.uri)
         self.input_name = self.session.get_inputs()[0].name
         self.dtype = np.int64 if "int64" in self.session.get_inputs()[0].type else np.float32
         return True

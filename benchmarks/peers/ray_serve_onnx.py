@@ -9,8 +9,8 @@ import signal
 import sys
 
 import numpy as np
-import onnxruntime
 import ray
+from onnx_session import peer_session
 from ray import serve
 from starlette.requests import Request
 
@@ -23,9 +23,7 @@ SHARE = {"num_cpus": 0.25}
 @serve.deployment(max_ongoing_requests=256, ray_actor_options=SHARE)
 class OnnxModel:
     def __init__(self, path: str) -> None:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = peer_session(path)
         self.input_name = self.session.get_inputs()[0].name
         self.dtype = np.int64 if "int64" in self.session.get_inputs()[0].type else np.float32
 

@@ -8,16 +8,13 @@ import os
 
 import bentoml
 import numpy as np
-import onnxruntime
+from onnx_session import peer_session
 
 
 @bentoml.service
 class Stock:
     def __init__(self) -> None:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(os.environ["STOCK_ONNX"], sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = peer_session(os.environ["STOCK_ONNX"])
         self.input_name = self.session.get_inputs()[0].name
         self.dtype = np.int64 if "int64" in self.session.get_inputs()[0].type else np.float32
 
