@@ -5,6 +5,7 @@ import os
 import platform
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +14,9 @@ import httpx
 import numpy as np
 import onnxruntime
 from systems import BENCH, EXAMPLE, Framed, served_device
+
+sys.path.insert(0, str(BENCH / "peers"))
+from onnx_session import peer_session  # noqa: E402
 
 
 def describe_machine() -> str:
@@ -70,17 +74,9 @@ def tree_rss_mb(process: subprocess.Popen | None) -> float:
 
 
 def _session(onnx_file: Path, device: str = "cpu") -> onnxruntime.InferenceSession:
-    """One intra-op thread on the CPU; on CUDA the provider the service uses, so a served/raw ratio on a GPU
-    compares the service with the engine it runs, not with the CPU."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-    if device == "cuda":
-        onnxruntime.preload_dlls()  # the CUDA libraries torch's wheels ship, as service/engines.py loads them
-    session = onnxruntime.InferenceSession(str(onnx_file), sess_options=options, providers=[provider])
-    if session.get_providers()[0] != provider:
-        raise RuntimeError(f"ONNX Runtime could not start {provider} for the raw engine")
-    return session
+    """The peers' session (one intra-op thread on the CPU, the CUDA provider alone on a GPU), so a served/raw
+    ratio on a GPU compares the service with the engine it runs, not with the CPU."""
+    return peer_session(str(onnx_file), device)
 
 
 def _batch(model: str, rows: int) -> np.ndarray:

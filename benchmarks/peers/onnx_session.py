@@ -12,13 +12,14 @@ import os
 import onnxruntime
 
 
-def peer_session(path: str) -> onnxruntime.InferenceSession:
+def peer_session(path: str, device: str | None = None) -> onnxruntime.InferenceSession:
+    """`device`: 'cpu' or 'cuda'; by default PEER_DEVICE's. The benchmark's raw engine uses it too."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
-    if os.environ.get("PEER_DEVICE") != "cuda":
+    if (device or os.environ.get("PEER_DEVICE")) != "cuda":
         return onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
     onnxruntime.preload_dlls()  # the CUDA and cuDNN libraries of the nvidia-* wheels onnxruntime-gpu[cuda] brings
     session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CUDAExecutionProvider"])
     if session.get_providers()[0] != "CUDAExecutionProvider":
-        raise RuntimeError(f"{path}: the peer's ONNX Runtime could not start its CUDA provider")
+        raise RuntimeError(f"{path}: ONNX Runtime could not start its CUDA provider")
     return session
