@@ -71,6 +71,10 @@ bench: $(VENV)/.installed-dev system-deps
 		--models transformer,regression --concurrency 1,64 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-bulk-binary --systems modelserve-v2-binary,modelserve --rows 64 \
 		--concurrency 8 --control
+	# On a GPU node only: small batches on the CPU twin against every call on CUDA.
+	if $(BIN)/python -c "import sys; sys.path.insert(0, '.'); from service.engines import cuda_available as c; \
+		sys.exit(not c())"; then $(BIN)/python benchmarks/paired.py --stem paired-gpu-split \
+		--systems modelserve,modelserve-cuda-only --models transformer,transformer-heavy --concurrency 1,8,64 --control; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from measure import describe_machine, engine_calls, raw_engine, raw_output, run_wrk, tree_rss_mb
 from serving_report import write_report
-from systems import BENCH, REPO, SYSTEMS, WORKERS, Modelserve, System, served_device
+from systems import BENCH, GPU_ONLY, REPO, SYSTEMS, WORKERS, Modelserve, System, served_device
 
 MODELS = ("regression", "mlp", "transformer")
 HEAVY_RECIPE = BENCH / "heavy_transformer.toml"
@@ -175,7 +175,8 @@ def raw_at_formed_batches(dirs: dict[str, Path], models: list[str], results: dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", help=f"comma-separated, from {', '.join(SYSTEMS)} (default: all)")
+    parser.add_argument("--systems", help=f"comma-separated, from {', '.join(SYSTEMS)} (default: all; on the CPU "
+                                          f"all but {', '.join(sorted(GPU_ONLY))})")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--concurrency", default="1,8,32,64,128")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -195,7 +196,8 @@ def main() -> None:
         args.stem = f"{args.stem}_quick"
     if args.memory_batch_sizes is None:
         args.memory_batch_sizes = "2,64" if args.quick else "2,16,64,256"
-    args.systems = args.systems or ",".join(SYSTEMS)
+    args.systems = args.systems or ",".join(key for key in SYSTEMS
+                                            if key not in GPU_ONLY or served_device({}) == "cuda")
     unknown = sorted(set(args.systems.split(",")) - set(SYSTEMS))
     if unknown:
         sys.exit(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")

@@ -30,6 +30,10 @@ LOGS = BENCH / ".logs"  # each server's output, for when one fails to start
 WORKERS = os.environ.get("MODELSERVE_BENCH_WORKERS", str(os.cpu_count() or 1))
 """Service workers: one per core, the configuration this benchmark recommends on a CPU; on a GPU machine with many
 cores, fewer (each worker holds its own copy of the models on the one GPU)."""
+PEER_WHEELS = os.environ.get("MODELSERVE_BENCH_PEER_WHEELS")
+"""A directory of wheels, for a machine that cannot reach a package index (a lent GPU node): the peers'
+environments then see the machine's own packages (its numpy, torch with the CUDA libraries, onnxruntime) and
+get every wheel here on top, as they are, without resolving."""
 
 # One instance of each model, as a client would send it. Token models get byte tokens (ByteTokenizer ids).
 _PATTERN = "xqazbk"
@@ -69,13 +73,21 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 300) -> 
 def peer_venv(name: str, packages: list[str]) -> Path:
     """A peer's own virtual environment; made once from the package index, kept in .venvs/. With uv (the dev
     extra installs it beside this Python) that takes 2-3 s a peer, where pip took ~40 s for Ray Serve's:
-    on a fresh clone the test suite makes all three."""
-    venv = VENVS / name
+    on a fresh clone the test suite makes all three. Offline, from PEER_WHEELS instead (`packages` unused)."""
+    venv = VENVS / (f"{name}-wheels" if PEER_WHEELS else name)
     python = venv / "bin" / "python"
     if not (venv / ".ready").exists():
         print(f"making the {name} peer's virtual environment in {venv}", flush=True)
         uv = Path(sys.executable).parent / "uv"
-        if uv.exists():
+        if PEER_WHEELS:
+            wheels = sorted(str(w) for w in Path(PEER_WHEELS).glob("*.whl"))
+            # (no pip inside: this Python's pip installs into it, so ensurepip need not be there)
+            subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", "--system-site-packages",
+                            str(venv)], check=True)
+            site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
+                            str(site), *wheels], check=True)
+        elif uv.exists():
             subprocess.run([str(uv), "venv", "-q", "--clear", "--python", sys.executable, str(venv)], check=True)
             subprocess.run([str(uv), "pip", "install", "-q", "--python", str(python), *packages], check=True)
         else:
@@ -244,9 +256,10 @@ class StockBentoml(Peer):
         (model,) = models
         self.stop()
         self.port = free_port()
-        bentoml_cli = str(Path(sys.executable).parent / "bentoml")
-        self._spawn([bentoml_cli, "serve", "benchmarks.peers.stock_bentoml:Stock", "--port", str(self.port)],
-                    {"STOCK_ONNX": str(dirs[model] / "model.onnx")})
+        # (`python -m bentoml` rather than the `bentoml` script: a wheel installed for the whole machine puts
+        # scripts where this Python's directory need not be)
+        self._spawn([sys.executable, "-m", "bentoml", "serve", "benchmarks.peers.stock_bentoml:Stock",
+                     "--port", str(self.port)], {"STOCK_ONNX": str(dirs[model] / "model.onnx")})
 
     def request(self, model: str, k: int = 1) -> tuple[str, dict]:
         return "/predict", {"inputs": [EXAMPLE[model]] * k}
@@ -315,6 +328,8 @@ SYSTEMS = {
     "modelserve": lambda: Modelserve("batched", workers=WORKERS),
     "modelserve-torchscript": lambda: Modelserve("batched", backend="torchscript", workers=WORKERS),
     "modelserve-unbatched": lambda: Modelserve("unbatched", batching="false", workers=WORKERS),
+    "modelserve-cuda-only": lambda: Modelserve("batched, every call on the GPU", small_batches_on_cpu="false",
+                                               workers=WORKERS),
     "modelserve-v2-json": lambda: ModelserveV2("v2 JSON tensors", binary=False, workers=WORKERS),
     "modelserve-v2-binary": lambda: ModelserveV2("v2 binary tensors", binary=True, workers=WORKERS),
     "modelserve-1w": lambda: Modelserve("batched", workers="1"),
@@ -326,3 +341,5 @@ SYSTEMS = {
     "mlserver": lambda: MlserverPeer("MLServer (adaptive batching)"),
     "http-ceiling": lambda: HttpCeiling(f"HTTP ceiling (uvicorn, canned answer, {WORKERS} workers)"),
 }
+GPU_ONLY = {"modelserve-cuda-only"}
+"""Systems that differ from `modelserve` only on a GPU; a run on the CPU leaves them out unless named."""

@@ -99,6 +99,24 @@ def efficient_batch_limit(costs: dict[int, float], tolerance: float = TOLERANCE,
     return max(size for size, cost in served.items() if cost <= cheapest * (1 + tolerance))
 
 
+def rows_faster_on_cpu(cpu_run: Callable[[np.ndarray], object], gpu_run: Callable[[np.ndarray], object],
+                       batches: list[np.ndarray], repeats: int = REPEATS) -> int:
+    """The largest batch size up to which every size ran faster on the CPU (`cpu_run`) than on the GPU; 0 when
+    the smallest did not. Sizes are timed in ascending order and timing stops at the first the GPU wins: the
+    CPU's larger batches take long and could only be slower still. `gpu_run` must have seen these shapes;
+    each is run once on the CPU before it is timed (a first call pays for allocations)."""
+    rows = 0
+    for batch in sorted(batches, key=lambda b: b.shape[0]):
+        size = batch.shape[0]
+        cpu_run(batch)
+        on_cpu = cost_per_row(cpu_run, [batch], repeats)[size]
+        on_gpu = cost_per_row(gpu_run, [batch], repeats)[size]
+        if on_cpu >= on_gpu:
+            break
+        rows = size
+    return rows
+
+
 def describe(costs: dict[int, float]) -> str:
     """'1: 10.9 ms, 2: 10.6 ms, ...' per row, for the log."""
     return ", ".join(f"{size}: {cost * 1e3:.3g} ms" for size, cost in sorted(costs.items()))

@@ -195,7 +195,8 @@ class ModelBatcher:
         self.limits = BatchLimits.fixed(max_batch_size)
         """Most rows merged into one engine call: max_batch_size until warm-up sets them (limit_batches)."""
         self._model = model
-        self._inference = metrics.INFERENCE_SECONDS.labels(model=model, backend=backend)
+        self._backend = backend
+        self._inference: dict[str, object] = {}  # device -> its engine-call histogram (see _observe_call)
         self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
         self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model)
         self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
@@ -236,9 +237,17 @@ class ModelBatcher:
         per_row = seconds / batch.shape[0]
         self._seconds_per_row = per_row if not self._seconds_per_row else 0.9 * self._seconds_per_row + 0.1 * per_row
         if self.recording:
-            self._inference.observe(seconds)
-            self._rows.observe(batch.shape[0])
+            self._observe_call(batch, seconds)
         return out
+
+    def _observe_call(self, batch: np.ndarray, seconds: float) -> None:
+        device = self.engine.device_for(batch)
+        histogram = self._inference.get(device)
+        if histogram is None:  # (created on first use: a CPU-only server shows no CUDA series)
+            histogram = self._inference[device] = metrics.INFERENCE_SECONDS.labels(
+                model=self._model, backend=self._backend, device=device)
+        histogram.observe(seconds)
+        self._rows.observe(batch.shape[0])
 
     async def _run_batch(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(batches) == 1:  # (a lone request: nothing to merge or split)

@@ -44,6 +44,9 @@ class ServeConfig:
     Measured on an H200 (2026-11-22): the heavy transformer's ONNX engine at batch 64 ran 1.64x faster with it;
     the trained default transformer's probabilities moved from the CPU's by up to 5.7e-4 (random weights: 2.7e-5
     with it, 6e-8 without). False: full float32."""
+    small_batches_on_cpu: bool = True
+    """On CUDA, load each model on the CPU as well and run there the batch sizes warm-up measured faster on it
+    (engines.SmallBatchesOnCpu): a lone request skips the GPU's per-call floor. False: every call on CUDA."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -16,10 +16,11 @@ from service.batch_limit import (
     describe,
     efficient_batch_limit,
     machine_to_itself,
+    rows_faster_on_cpu,
 )
 from service.batching import ModelBatcher
 from service.config import ServeConfig
-from service.engines import load_engine, resolve_device
+from service.engines import SmallBatchesOnCpu, load_engine, resolve_device
 from service.errors import InvalidInput, ModelNotReady, TooManyInstances, UnknownModel
 from service.inputs import FeatureSchema, TokenSchema
 
@@ -52,6 +53,14 @@ class ServedModel:
         return self.manifest["input_kind"] == "tokens"
 
 
+def _by_length(model: ServedModel, batches: list[np.ndarray]) -> dict[int, list[np.ndarray]]:
+    """The batches by length bucket, ascending: token models by their width, feature models all at ANY_LENGTH."""
+    by_length: dict[int, list[np.ndarray]] = {}
+    for batch in batches:
+        by_length.setdefault(batch.shape[1] if model.is_tokens else ANY_LENGTH, []).append(batch)
+    return dict(sorted(by_length.items()))
+
+
 @dataclass
 class ModelRegistry:
     config: ServeConfig
@@ -73,7 +82,7 @@ class ModelRegistry:
         artifacts = load_artifacts(ref)
         manifest = artifacts.manifest
         engine = load_engine(self.config.backend, artifacts.path, device, self.config.engine_threads,
-                             self.config.tf32)
+                             self.config.tf32, self.config.small_batches_on_cpu)
         if manifest["input_kind"] == "tokens":
             spec = manifest["inputs"][0]
             schema = TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])
@@ -93,7 +102,8 @@ class ModelRegistry:
         (batch_limit.py), then a few calls through the batcher so it has measured the engine before real
         traffic arrives. While measuring, the worker has the machine to itself."""
         measuring = self.config.batching and self.config.measure_batch_limit
-        with machine_to_itself() if measuring else contextlib.nullcontext():
+        splitting = any(isinstance(m.batcher.engine, SmallBatchesOnCpu) for m in self.models.values())
+        with machine_to_itself() if measuring or splitting else contextlib.nullcontext():
             for model in self.models.values():
                 await self._warm_up_one(model, measuring)
 
@@ -104,6 +114,9 @@ class ModelRegistry:
         examples = [batch for rows in sizes for batch in self._examples(model, rows)]
         for batch in examples:
             model.batcher.infer_direct(batch)
+        engine = model.batcher.engine
+        if isinstance(engine, SmallBatchesOnCpu):  # (before the batch limit: that is timed on the split engine)
+            engine.cpu_rows = self._measure_cpu_rows(model, engine, examples)
         model.batcher.limit_batches(self._measure_batch_limits(model, examples) if measuring
                                     else BatchLimits.fixed(self.config.max_batch_size))
         one = self._examples(model, 1)[0]
@@ -117,16 +130,23 @@ class ModelRegistry:
     @staticmethod
     def _measure_batch_limits(model: ServedModel, examples: list[np.ndarray]) -> BatchLimits:
         """Time the engine on the warm-up batches, each token length bucket apart; see batch_limit.py."""
-        by_length: dict[int, list[np.ndarray]] = {}
-        for batch in examples:
-            by_length.setdefault(batch.shape[1] if model.is_tokens else ANY_LENGTH, []).append(batch)
         limits = {}
-        for length, batches in sorted(by_length.items()):
+        for length, batches in _by_length(model, examples).items():
             costs = cost_per_row(model.batcher.infer_direct, batches)
             limits[length] = efficient_batch_limit(costs)
             log.info("%s%s: at most %d rows per engine call; ms per row by batch size: %s", model.name,
                      f" ({length} tokens)" if length else "", limits[length], describe(costs))
         return BatchLimits(limits)
+
+    @staticmethod
+    def _measure_cpu_rows(model: ServedModel, engine: SmallBatchesOnCpu, examples: list[np.ndarray]) -> BatchLimits:
+        """Per length bucket, the largest batch the CPU twin runs faster than CUDA (batch_limit.py)."""
+        rows = {length: rows_faster_on_cpu(engine.cpu.run, engine.gpu.run, batches)
+                for length, batches in _by_length(model, examples).items()}
+        log.info("%s: batches of up to %s rows run on the CPU, faster there than on %s", model.name,
+                 ", ".join(f"{n}" + (f" ({length} tokens)" if length else "") for length, n in rows.items()),
+                 engine.device)
+        return BatchLimits(rows)
 
     @staticmethod
     def _examples(model: ServedModel, rows: int) -> list[np.ndarray]:

@@ -30,5 +30,7 @@ for spec in sys.argv[3:]:
     }))
 peers = str(Path(__file__).resolve().parent)
 os.environ["PYTHONPATH"] = peers + os.pathsep + os.environ.get("PYTHONPATH", "")
-mlserver = str(Path(sys.executable).parent / "mlserver")
-os.execv(mlserver, [mlserver, "start", str(repository)])
+# The `mlserver` command's own code, run by this interpreter: an environment made offline (systems.PEER_WHEELS)
+# has no console scripts.
+START = "import sys; from mlserver.cli import main; sys.argv[0] = 'mlserver'; sys.exit(main())"
+os.execv(sys.executable, [sys.executable, "-c", START, "start", str(repository)])

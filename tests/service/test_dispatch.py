@@ -15,6 +15,9 @@ from service.batching import INLINE_BELOW_S, ModelBatcher
 class TimedEngine:
     """Returns its input's row sums; sleeps `seconds` per call (time.sleep releases the GIL like ORT does)."""
 
+    backend = "onnx"
+    device = "cpu"
+
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.calls: list[tuple[int, int]] = []  # (rows, thread id)
@@ -29,6 +32,9 @@ class TimedEngine:
         if self.seconds:
             time.sleep(self.seconds)
         return batch.sum(axis=1, keepdims=True)
+
+    def device_for(self, batch: np.ndarray) -> str:
+        return self.device
 
 
 def batcher_for(engine: TimedEngine) -> ModelBatcher:
