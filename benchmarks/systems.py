@@ -7,6 +7,7 @@ bentoml), says how a request of k instances looks for it, and stops its whole pr
 import json
 import os
 import shutil
+import site
 import socket
 import subprocess
 import sys
@@ -81,12 +82,14 @@ def peer_venv(name: str, packages: list[str]) -> Path:
         uv = Path(sys.executable).parent / "uv"
         if PEER_WHEELS:
             wheels = sorted(str(w) for w in Path(PEER_WHEELS).glob("*.whl"))
-            # (no pip inside: this Python's pip installs into it, so ensurepip need not be there)
-            subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", "--system-site-packages",
-                            str(venv)], check=True)
-            site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+            # No pip inside (this Python's pip installs into it, so ensurepip need not be there), and this Python's
+            # own packages after the wheels on its path: --system-site-packages would show the base interpreter's
+            # instead where this Python is itself a virtual environment.
+            subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)], check=True)
+            site_dir = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+            (site_dir / "_machine_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
-                            str(site), *wheels], check=True)
+                            str(site_dir), *wheels], check=True)
         elif uv.exists():
             subprocess.run([str(uv), "venv", "-q", "--clear", "--python", sys.executable, str(venv)], check=True)
             subprocess.run([str(uv), "pip", "install", "-q", "--python", str(python), *packages], check=True)
