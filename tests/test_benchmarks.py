@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,38 @@ def test_peers_run_where_modelserve_runs_and_refuse_a_quiet_cpu_fallback(trained
             SYSTEMS["fastapi"]()
     monkeypatch.setenv("MODELSERVE_DEVICE", "cpu")
     assert SYSTEMS["fastapi"]().name == "FastAPI + ORT (hand-written)"
+
+
+def _wheel(folder: Path, module: str, source: str) -> Path:
+    """A one-module wheel, written as pip expects one."""
+    path = folder / f"{module}-1.0-py3-none-any.whl"
+    info = f"{module}-1.0.dist-info"
+    files = {f"{module}.py": source,
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+    return path
+
+
+def test_offline_peer_environments_get_the_wheels_on_top_of_this_pythons_packages(tmp_path, monkeypatch):
+    # A lent GPU machine reaches no package index, and its python3 is itself a virtual environment: made with
+    # --system-site-packages, a peer's environment saw the base interpreter's packages, without numpy or torch.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import systems
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "peer_probe", "VALUE = 42\n")
+    monkeypatch.setattr(systems, "PEER_WHEELS", str(wheels))
+    monkeypatch.setattr(systems, "VENVS", tmp_path / "venvs")
+    python = systems.peer_venv("probe", ["ignored-offline"])
+    assert python.parent.parent.name == "probe-wheels"
+    probe = "import numpy, onnxruntime, peer_probe; print(peer_probe.VALUE, numpy.__file__)"
+    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr
+    value, numpy_file = done.stdout.split()
+    assert value == "42" and not numpy_file.startswith(str(tmp_path))  # the wheel's, and this Python's numpy
