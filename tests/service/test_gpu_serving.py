@@ -52,8 +52,9 @@ def engine_calls(server, model: str) -> dict[str, float]:
     return calls
 
 
-def test_small_batches_run_on_the_cpu_twin_and_large_ones_on_cuda(trained, cpu_server, tmp_path_factory):
-    server = start(tmp_path_factory, "cuda-split", backend="onnx", device="cuda")
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_small_batches_run_on_the_cpu_twin_and_large_ones_on_cuda(trained, cpu_server, tmp_path_factory, backend):
+    server = start(tmp_path_factory, f"cuda-split-{backend}", backend=backend, device="cuda")
     try:
         assert "faster there than on cuda" in server.log()  # warm-up measured the split
         url = f"{server.url}/v1/models/transformer:predict"
