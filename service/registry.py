@@ -99,8 +99,9 @@ class ModelRegistry:
 
     async def warm_up(self) -> None:
         """One engine call per batch-size bucket (and length bucket for tokens), the batch limit measured
-        (batch_limit.py), then a few calls through the batcher so it has measured the engine before real
-        traffic arrives. While measuring, the worker has the machine to itself."""
+        (batch_limit.py; on CUDA first which batch sizes the CPU twin runs faster), then a few calls through
+        the batcher so it has measured the engine before real traffic arrives. While measuring, the worker has
+        the machine to itself."""
         measuring = self.config.batching and self.config.measure_batch_limit
         splitting = any(isinstance(m.batcher.engine, SmallBatchesOnCpu) for m in self.models.values())
         with machine_to_itself() if measuring or splitting else contextlib.nullcontext():
