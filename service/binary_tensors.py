@@ -96,7 +96,7 @@ def _decode(spec: dict, index: int, raw: memoryview) -> np.ndarray | list[str]:
     name, datatype = spec.get("name"), spec.get("datatype")
     if datatype == "BYTES":
         return _decode_bytes_elements(raw, name)
-    if datatype not in DTYPES:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
         raise InvalidInput(f"inputs[{index}] ({name}): datatype {datatype!r} cannot be sent as binary data")
     dtype = np.dtype(DTYPES[datatype]).newbyteorder("<")
     if len(raw) % dtype.itemsize:

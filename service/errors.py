@@ -21,6 +21,12 @@ class TooManyInstances(RequestError):
     status, reason = 400, "too_many_instances"
 
 
+class NonFiniteOutput(RequestError):
+    """The model's answer to valid input overflowed (input far outside what it was trained on)."""
+
+    status, reason = 422, "non_finite_output"
+
+
 class UnknownModel(RequestError):
     status, reason = 404, "unknown_model"
 

@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse, Response
 
 from service import binary_tensors, protocol_v1, protocol_v2
 from service.binary_tensors import BinaryBody
-from service.errors import RequestError
+from service.errors import NonFiniteOutput, RequestError
 from service.guard import REASON_HEADER
 from service.registry import ModelRegistry
 
@@ -21,11 +21,23 @@ def refusal(error: RequestError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers={REASON_HEADER.decode(): error.reason})
 
 
+def finite(outputs: np.ndarray) -> np.ndarray:
+    """This request's outputs, refused if any is inf or NaN. Valid input can still overflow a model: a regression
+    sent 3e38 (a float32, so accepted) answers inf. JSON has no inf (orjson writes null, which a client would take
+    for a missing value) and a prediction that is not a number is no answer; the client is told which instance.
+    Other requests in the same batch are unaffected: rows do not mix in any of the models."""
+    if not np.isfinite(outputs).all():
+        i = int(np.argwhere(~np.isfinite(outputs))[0][0])
+        raise NonFiniteOutput(f"instance {i}: the model's output is {outputs[i].tolist()}, not finite; the input "
+                              "lies too far outside the range the model was trained on")
+    return outputs
+
+
 async def v1_predict(registry: ModelRegistry, name: str, instances: list) -> Response:
     try:
         model = registry.get(name)
         registry.check_count(len(protocol_v1.require_list(instances)))
-        outputs: np.ndarray = await model.batcher.infer(protocol_v1.parse_instances(model, instances))
+        outputs = finite(await model.batcher.infer(protocol_v1.parse_instances(model, instances)))
         return json_reply({"predictions": protocol_v1.format_predictions(model, outputs)})
     except RequestError as error:
         return refusal(error)
@@ -40,7 +52,7 @@ async def v2_infer(registry: ModelRegistry, name: str, version: str | None, inpu
         if binary is not None:
             binary_tensors.attach_binary_inputs(inputs, binary)
         batch = protocol_v2.parse_inputs(model, inputs, registry.check_count)
-        outputs = await model.batcher.infer(batch)
+        outputs = finite(await model.batcher.infer(batch))
         reply = {"model_name": model.name, "model_version": model.artifacts.version,
                  "outputs": protocol_v2.format_outputs(model, outputs, requested_outputs)}
         if request_id is not None:

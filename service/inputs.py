@@ -16,7 +16,7 @@ from service.errors import InvalidInput
 TOKENIZER = ByteTokenizer()
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -47,6 +47,11 @@ class FeatureSchema:
             batch = self._numeric(rows)
             if batch is None:
                 self._explain(rows)
+        return self.as_float32(batch)
+
+    def as_float32(self, batch: np.ndarray) -> np.ndarray:
+        """(N, F) numbers -> the float32 the engines compute in, refusing NaN, inf and finite values past
+        float32's range (1e308 from JSON or FP64 would become inf here, and the model's answer with it)."""
         with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused just below
             out = batch.astype(np.float32)
         if batch.dtype.kind == "f" and not np.isfinite(out).all():  # (integers are finite and fit float32)
@@ -81,13 +86,13 @@ class FeatureSchema:
         for i, row in enumerate(rows):
             if not isinstance(row, list):
                 raise InvalidInput(f"instance {i}: expected a list of {expected} or an object keyed by "
-                                   f"feature name, got {_kind(row)}")
+                                   f"feature name, got {kind_of(row)}")
             if len(row) != len(self.names):
                 raise InvalidInput(f"instance {i}: expected {expected}, got {len(row)} values")
             for j, value in enumerate(row):
                 if not isinstance(value, (int, float)):  # booleans count as 0/1, as numpy reads them
                     raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: expected a number, "
-                                       f"got {_kind(value)}")
+                                       f"got {kind_of(value)}")
         raise InvalidInput(f"instances must be lists of {expected}")
 
 
@@ -112,7 +117,7 @@ class TokenSchema:
             raise InvalidInput(f"instance {i}: sequence has {len(ids)} tokens, longer than max_len {self.max_len}")
         for j, token in enumerate(ids):
             if isinstance(token, bool) or not isinstance(token, int):
-                raise InvalidInput(f"instance {i}, token {j}: expected an integer token id, got {_kind(token)}")
+                raise InvalidInput(f"instance {i}, token {j}: expected an integer token id, got {kind_of(token)}")
             if not 0 <= token < self.vocab_size:
                 raise InvalidInput(f"instance {i}, token {j}: id {token} is outside the vocabulary "
                                    f"[0, {self.vocab_size})")
@@ -129,7 +134,7 @@ class TokenSchema:
             elif isinstance(instance, list):
                 sequences.append(self.check_ids(i, instance))
             else:
-                raise InvalidInput(f"instance {i}: expected a string or a list of token ids, got {_kind(instance)}")
+                raise InvalidInput(f"instance {i}: expected a string or a list of token ids, got {kind_of(instance)}")
         return sequences
 
     def pad(self, sequences: list[list[int]]) -> np.ndarray:

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from service.errors import InvalidInput
+from service.inputs import kind_of
 from service.registry import ServedModel
 
 NUMERIC = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "INT16": np.int16,
@@ -27,27 +28,66 @@ def _tensor(spec: dict, index: int) -> tuple[str, list[int], str, list]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                for d in shape):
         raise InvalidInput(f"inputs[{index}] ({spec['name']}): shape must be a list of non-negative integers")
-    if spec["datatype"] not in ALL_DATATYPES:
+    if not isinstance(spec["datatype"], str) or spec["datatype"] not in ALL_DATATYPES:
         raise InvalidInput(f"inputs[{index}] ({spec['name']}): unknown datatype {spec['datatype']!r}")
     return spec["name"], shape, spec["datatype"], spec["data"]
 
 
+def _flat(data):
+    """The values of a nested list, in order."""
+    for item in data if isinstance(data, list) else [data]:
+        if isinstance(item, list):
+            yield from _flat(item)
+        else:
+            yield item
+
+
+def _first_unfit(values: list, datatype: str) -> str | None:
+    """What is wrong with the first of `values` (from JSON) that `datatype` cannot hold; None when all fit."""
+    info = np.iinfo(NUMERIC[datatype]) if datatype.startswith("INT") else None
+    for position, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"data must hold only {datatype} numbers; value {position} is {kind_of(value)}"
+        if info is None:
+            continue
+        if isinstance(value, float) and not value.is_integer():
+            return f"{datatype} data holds {value} (value {position}), not an integer"
+        if not info.min <= value <= info.max:  # (JSON integers past 64 bits arrive as floats)
+            return f"{value:.0f} (value {position}) is outside {datatype}'s range [{info.min}, {info.max}]"
+        if isinstance(value, float):
+            return f"{datatype} data holds {value} (value {position}), written as a float, not an integer"
+    return None
+
+
 def _array(name: str, shape: list[int], datatype: str, data, allowed: tuple[str, ...]) -> np.ndarray:
+    """The input's data as an array of `shape`: integers as `datatype`, checked to fit it (numpy would wrap
+    2**40 into INT32 as 0 without a word); floating-point data as sent, for the caller's checked cast."""
     if datatype not in allowed:
         raise InvalidInput(f"input {name!r}: datatype {datatype} is not supported here; use {' or '.join(allowed)}")
     try:
         raw = np.asarray(data)  # dtype inferred, so strings, booleans and nulls show up as such
     except ValueError:
         raise InvalidInput(f"input {name!r}: data must be a flat or evenly nested list of numbers") from None
-    if raw.dtype.kind not in "iuf":
-        raise InvalidInput(f"input {name!r}: data must hold only {datatype} numbers, found {raw.dtype.kind!r}-kind "
-                           "values (strings, booleans or nulls)")
-    if datatype.startswith("INT") and raw.dtype.kind == "f":
-        raise InvalidInput(f"input {name!r}: {datatype} data holds non-integer numbers")
-    flat = raw.reshape(-1).astype(NUMERIC[datatype])
+    integers = datatype.startswith("INT")
+    if raw.dtype.kind not in "iuf" or (integers and raw.dtype.kind == "f"):
+        # Not all numbers, or integers past int64 (numpy makes those float64 or objects): walk the values
+        # to say which one and why. For floating-point data, integers past int64 are numbers all the same.
+        values = list(_flat(data))
+        problem = _first_unfit(values, datatype)
+        if problem is not None:
+            raise InvalidInput(f"input {name!r}: {problem}")
+        raw = np.array(values, dtype=np.float64)
+    flat = raw.reshape(-1)
     expected = math.prod(shape)
     if flat.size != expected:
         raise InvalidInput(f"input {name!r}: shape {shape} holds {expected} values but data has {flat.size}")
+    if integers and flat.size:
+        info = np.iinfo(NUMERIC[datatype])
+        if flat.min() < info.min or flat.max() > info.max:
+            position = int(np.flatnonzero((flat < info.min) | (flat > info.max))[0])
+            raise InvalidInput(f"input {name!r}: {flat[position]} (value {position}) is outside {datatype}'s "
+                               f"range [{info.min}, {info.max}]")
+        flat = flat.astype(NUMERIC[datatype])
     return flat.reshape(shape)
 
 
@@ -80,11 +120,7 @@ def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
         raise InvalidInput(f"input 'features' must have shape [N, {width}] ({', '.join(model.schema.names)}), "
                            f"got {shape}")
     count_check(shape[0])
-    batch = _array(name, shape, datatype, data, ("FP32", "FP64", "INT64", "INT32"))
-    if not np.isfinite(batch).all():
-        i, j = map(int, np.argwhere(~np.isfinite(batch))[0])
-        raise InvalidInput(f"instance {i}, feature {model.schema.names[j]!r}: {batch[i, j]} is not a finite number")
-    return batch.astype(np.float32)
+    return model.schema.as_float32(_array(name, shape, datatype, data, ("FP32", "FP64", "INT64", "INT32")))
 
 
 def output_names(model: ServedModel) -> list[str]:

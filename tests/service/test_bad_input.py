@@ -52,6 +52,9 @@ FEATURE_CASES = {
     "OIP unknown datatype": ("/v2/models/regression/infer", {"inputs": [
         {"name": "features", "shape": [1, 2], "datatype": "FLOAT", "data": [1, 2]}]}, 400,
         "unknown datatype 'FLOAT'"),
+    "OIP datatype not a string": ("/v2/models/regression/infer", {"inputs": [
+        {"name": "features", "shape": [1, 2], "datatype": ["FP32"], "data": [1, 2]}]}, 400,
+        "unknown datatype ['FP32']"),
     "OIP unknown input name": ("/v2/models/transformer/infer", {"inputs": [
         {"name": "tokens", "shape": [1, 2], "datatype": "INT64", "data": [5, 6]}]}, 400,
         "unknown input 'tokens' for model 'transformer'"),
@@ -67,6 +70,23 @@ FEATURE_CASES = {
     "OIP strings in numeric data": ("/v2/models/regression/infer", {"inputs": [
         {"name": "features", "shape": [1, 2], "datatype": "FP32", "data": ["1", "2"]}]}, 400,
         "input 'features': data must hold only FP32 numbers"),
+    "OIP integer outside its datatype's range": ("/v2/models/regression/infer", {"inputs": [
+        {"name": "features", "shape": [1, 2], "datatype": "INT32", "data": [2**40, 2]}]}, 400,
+        "input 'features': 1099511627776 (value 0) is outside INT32's range [-2147483648, 2147483647]"),
+    "OIP FP64 value past float32's range": ("/v2/models/regression/infer", {"inputs": [
+        {"name": "features", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 1e308]}]}, 400,
+        "instance 1, feature 'age_years': 1e+308 is beyond float32's range"),
+    "OIP token id past 64 bits": ("/v2/models/transformer/infer", {"inputs": [
+        {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [5, 2**64]}]}, 400,
+        "input 'input_ids': 18446744073709551616 (value 1) is outside INT64's range"),
+    "OIP float token id": ("/v2/models/transformer/infer", {"inputs": [
+        {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [5, 6.5]}]}, 400,
+        "input 'input_ids': INT64 data holds 6.5 (value 1), not an integer"),
+    "output that overflows the model": ("/v1/models/regression:predict", {"instances": [[100, 10], [3.4e38, 3.4e38]]},
+                                        422, "instance 1: the model's output is"),
+    "OIP output that overflows the model": ("/v2/models/regression/infer", {"inputs": [
+        {"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [100, 10, 3.4e38, 3.4e38]}]}, 422,
+        "instance 1: the model's output is"),
     "OIP missing field": ("/v2/models/regression/infer", {"inputs": [{"name": "features", "data": [1, 2]}]}, 400,
                           "inputs[0] is missing shape, datatype"),
     "OIP unknown requested output": ("/v2/models/regression/infer", {

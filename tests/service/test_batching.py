@@ -49,6 +49,23 @@ def test_burst_of_2000_concurrent_requests_all_answered_correctly(onnx_server, t
     assert httpx.get(f"{onnx_server.url}/readyz").status_code == 200
 
 
+def test_a_request_whose_answer_overflows_is_refused_alone_in_its_batch(onnx_server, trained):
+    rows = np.random.default_rng(3).uniform([40, 0], [250, 60], size=(300, 2)).astype(np.float32)
+    rows[::10] = 3.4e38  # a regression answers inf for these (float32, so valid input)
+    before = scrape(onnx_server.url)
+    replies = asyncio.run(fire(onnx_server.url, rows, concurrency=64))
+    after = scrape(onnx_server.url)
+    overflowing = [replies[i] for i in range(0, 300, 10)]
+    assert all(status == 422 and "not finite" in body["error"] for status, body in overflowing), overflowing[:2]
+    kept = [i for i in range(300) if i % 10]
+    assert all(replies[i][0] == 200 for i in kept)
+    np.testing.assert_allclose([replies[i][1]["predictions"][0] for i in kept], expected_prices(trained, rows[kept]),
+                               rtol=1e-5)
+    key = 'modelserve_rows_per_engine_call_{}{{model="regression"}}'
+    assert (after[key.format("sum")] - before[key.format("sum")]) / (after[key.format("count")] - before[
+        key.format("count")]) > 1.5, "the overflowing rows must have shared engine calls with the others"
+
+
 def test_batching_off_serves_each_request_alone(trained, tmp_path_factory):
     from tests.servers import start
 
