@@ -152,6 +152,13 @@ def _numeric_column(path: Path, frame: pd.DataFrame, column: str) -> np.ndarray:
         if isinstance(original, str) and pd.isna(pd.to_numeric(original, errors="coerce")):
             raise DataError(f"{_where(path, column, i + 1)}: {original!r} is not a number")
         raise DataError(f"{_where(path, column, i + 1)}: {str(original)!r} is not a finite number")
+    # Finite in float64 but inf in the float32 that training and serving compute in: say so here, rather than
+    # train on inf and fail later with a NaN somewhere else.
+    beyond = np.flatnonzero(np.abs(values) > np.finfo(np.float32).max)
+    if beyond.size:
+        i = int(beyond[0])
+        raise DataError(f"{_where(path, column, i + 1)}: {str(raw.iloc[i])!r} is beyond float32's range (±3.4e38), "
+                        "which training and serving compute in")
     return values
 
 

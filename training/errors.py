@@ -11,3 +11,7 @@ class DataError(ValueError):
 
 class ParityError(RuntimeError):
     """An exported model disagrees with the eager model beyond the tolerance."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the validation metrics stopped being finite numbers; nothing is saved."""

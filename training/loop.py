@@ -22,6 +22,7 @@ from tqdm import tqdm
 from models import config_to_dict
 from training.data import Dataset
 from training.distributed import Runtime
+from training.errors import TrainingDiverged
 
 
 @dataclass
@@ -120,7 +121,8 @@ def evaluate(model: nn.Module, data: Dataset, device: torch.device, batch_size: 
     outputs = torch.cat([model(data.inputs[i:i + batch_size].to(device)).float().cpu()
                          for i in range(0, len(data), batch_size)])
     if data.task == "regression":
-        y = data.targets
+        # in float64: an error of 1e20 on one row squares past float32's range and would make the MSE inf
+        outputs, y = outputs.double(), data.targets.double()  # (N, T)
         residual = ((outputs - y) ** 2).sum(0)
         total = ((y - y.mean(0)) ** 2).sum(0).clamp(min=1e-12)
         return {"r2": float((1 - residual / total).mean()), "mse": float(((outputs - y) ** 2).mean()),
@@ -219,7 +221,12 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
             loss.backward()  # 4. backward (DDP all-reduces gradients here)
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()  # 5. step
-            epoch_loss += loss.item() * len(rows)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):  # the weights are no longer numbers; no later step brings them back
+                raise TrainingDiverged(
+                    f"epoch {epoch + 1}, step {step + 1}: the training loss is {loss_value}; lower --lr (now "
+                    f"{config.lr:g}) or look for extreme values in the data. Nothing was saved")
+            epoch_loss += loss_value * len(rows)
             step += 1
         epoch_seconds, epoch_samples = time.perf_counter() - started, len(shard) * runtime.world_size
         seconds += epoch_seconds
@@ -247,7 +254,14 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
 
     model.load_state_dict(best_state)
     model.to("cpu").eval()
-    return TrainResult(model=model, metrics=evaluate(model, val_data, torch.device("cpu")), history=history,
+    metrics = evaluate(model, val_data, torch.device("cpu"))
+    not_finite = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+    if not_finite:
+        raise TrainingDiverged(
+            f"the validation metrics {', '.join(f'{k}={v}' for k, v in not_finite.items())} are not numbers: the "
+            "model's output overflows on validation rows whose values lie far outside the training rows' range. "
+            "Nothing was saved")
+    return TrainResult(model=model, metrics=metrics, history=history,
                        epochs_run=len(history), samples_per_second=samples_seen / seconds if seconds else 0.0,
                        steady_samples_per_second=statistics.median(epoch_rates[1:] or epoch_rates or [0.0]),
                        optimizer_state=optimizer.state_dict())

@@ -3,9 +3,15 @@
 from pathlib import Path
 
 import pytest
+import torch
 
+from models.regression import LinearRegression, RegressionConfig
 from tests.conftest import REPO, run_modelserve, store_snapshot
 from training.cli import main
+from training.data import Dataset
+from training.distributed import Runtime
+from training.errors import TrainingDiverged
+from training.loop import TrainConfig, train
 
 GOOD_ROWS = "area,age,price\n" + "".join(f"{50 + i},{i % 30},{100 + 2 * i}\n" for i in range(30))
 
@@ -20,6 +26,8 @@ CASES = {
                           "column 'age', row 11 (line 12): 'ten' is not a number"),
     "NaN value": ("d.csv", GOOD_ROWS.replace("\n55,5,", "\n55,NaN,"), [],
                   "column 'age', row 6 (line 7): missing value (NaN)"),
+    "value past float32's range": ("d.csv", GOOD_ROWS.replace("\n62,12,", "\n62,1e300,"), [],
+                                   "column 'age', row 13 (line 14): '1e+300' is beyond float32's range"),
     "too few rows": ("small.csv", "area,age,price\n1,2,3\n4,5,6\n7,8,9\n", [],
                      "small.csv: 3 data rows; a train/validation split needs at least 10"),
     "unsupported type": ("d.xlsx", "whatever", [], "unsupported file type '.xlsx'"),
@@ -61,3 +69,26 @@ def test_console_script_process_exits_2_and_writes_nothing(tmp_path):
     assert "d.csv: column 'age', row 11 (line 12): missing value (NaN)" in result.stderr
     assert store_snapshot(home) == {}
     assert Path(REPO).is_dir()
+
+
+def test_a_diverging_run_exits_1_naming_the_step_and_saves_nothing(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text(GOOD_ROWS)
+    before = store_snapshot()
+    code = main(["train", "regression", "--data", str(tmp_path / "d.csv"), "--target", "price", "--lr", "1e30",
+                 "--epochs", "2", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "epoch 2, step 2: the training loss is inf; lower --lr (now 1e+30)" in err, err
+    assert store_snapshot() == before
+
+
+def test_validation_metrics_that_are_not_numbers_end_training_before_anything_is_saved(tmp_path):
+    # A value float32 can hold, far outside the training rows: standardised, it overflows to inf.
+    x = torch.linspace(0, 1, 40).unsqueeze(1)  # (40, 1)
+    train_data = Dataset("t", "regression", x, 1000 * x, ["x"], ["y"])
+    val_data = Dataset("t", "regression", torch.tensor([[0.5], [3.4e38]]), torch.tensor([[500.0], [0.0]]), ["x"],
+                       ["y"])
+    model = LinearRegression(RegressionConfig(n_features=1))
+    with pytest.raises(TrainingDiverged, match=r"the validation metrics .*=inf.* are not numbers"):
+        train("regression", model, train_data, val_data, TrainConfig(epochs=1, device="cpu"),
+              Runtime(0, 1, torch.device("cpu")), tmp_path)
