@@ -206,6 +206,9 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
         raise DataError(f"{path}: feature column(s) {unknown} not found; columns are {columns}")
     if target in features:
         raise DataError(f"{path}: column {target!r} is both the target and a feature")
+    repeated = sorted({f for f in features if features.count(f) > 1})
+    if repeated:  # (the service takes rows keyed by feature name: a name twice would be two inputs under one key)
+        raise DataError(f"{path}: feature column(s) {repeated} named more than once in the features")
     if not features:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
     if len(frame) < MIN_ROWS:

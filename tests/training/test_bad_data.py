@@ -28,6 +28,8 @@ CASES = {
                   "column 'age', row 6 (line 7): missing value (NaN)"),
     "value past float32's range": ("d.csv", GOOD_ROWS.replace("\n62,12,", "\n62,1e300,"), [],
                                    "column 'age', row 13 (line 14): '1e+300' is beyond float32's range"),
+    "feature named twice": ("d.csv", GOOD_ROWS, ["--features", "area,age,area"],
+                            "feature column(s) ['area'] named more than once in the features"),
     "too few rows": ("small.csv", "area,age,price\n1,2,3\n4,5,6\n7,8,9\n", [],
                      "small.csv: 3 data rows; a train/validation split needs at least 10"),
     "unsupported type": ("d.xlsx", "whatever", [], "unsupported file type '.xlsx'"),
