@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models._validation import raise_if_problems
+from models._validation import raise_if_problems, type_problems
 from models.tokenizer import ByteTokenizer
 from models.transformer import masked_mean
 
@@ -27,6 +27,7 @@ class BagOfTokensConfig:
     """Id that marks padding; excluded from the mean."""
 
     def __post_init__(self) -> None:
+        raise_if_problems("BagOfTokensConfig", type_problems(self))  # (the checks below compare numbers)
         problems = []
         for name in ("vocab_size", "max_len", "d_model"):
             if getattr(self, name) < 1:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models._validation import raise_if_problems
+from models._validation import raise_if_problems, type_problems
 from models.scaling import Standardizer
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -25,6 +25,7 @@ class MLPConfig:
     """Dropout after each hidden activation."""
 
     def __post_init__(self) -> None:
+        raise_if_problems("MLPConfig", type_problems(self))  # (the checks below compare numbers)
         self.hidden_sizes = tuple(self.hidden_sizes)
         problems = []
         if self.n_features < 1:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models._validation import raise_if_problems
+from models._validation import raise_if_problems, type_problems
 from models.scaling import Standardizer
 
 
@@ -17,6 +17,7 @@ class RegressionConfig:
     """Number of real-valued targets T."""
 
     def __post_init__(self) -> None:
+        raise_if_problems("RegressionConfig", type_problems(self))  # (the checks below compare numbers)
         problems = []
         if self.n_features < 1:
             problems.append(f"n_features must be >= 1, got {self.n_features}")

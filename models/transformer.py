@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models._validation import raise_if_problems
+from models._validation import raise_if_problems, type_problems
 from models.tokenizer import ByteTokenizer
 
 # Added to attention scores of padding keys. Finite (not -inf) so that a row whose keys are all
@@ -35,6 +35,7 @@ class TransformerConfig:
     """Id that marks padding; masked out of attention and pooling."""
 
     def __post_init__(self) -> None:
+        raise_if_problems("TransformerConfig", type_problems(self))  # (the checks below compare numbers)
         problems = []
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_ff"):
             if getattr(self, name) < 1:

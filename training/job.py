@@ -52,9 +52,21 @@ def read_toml(path: Path) -> dict[str, dict[str, Any]]:
     unknown = sorted(set(values) - {"model", "train", "data"})
     if unknown:
         raise ValueError(f"{path}: unknown table(s) {unknown}; use [model], [train] and [data]")
-    data_keys = sorted(set(values.get("data", {})) - {"path", "target", "features", "task"})
+    not_tables = sorted(name for name, table in values.items() if not isinstance(table, dict))
+    if not_tables:
+        raise ValueError(f"{path}: {', '.join(not_tables)} must be a table ([{not_tables[0]}] on a line of its own, "
+                         "then key = value lines), not a value")
+    data = values.get("data", {})
+    data_keys = sorted(set(data) - {"path", "target", "features", "task"})
     if data_keys:
         raise ValueError(f"{path}: unknown [data] key(s) {data_keys}; use path, target, features, task")
+    problems = [f"{key} must be a string, got {data[key]!r}" for key in ("path", "target", "task")
+                if key in data and not isinstance(data[key], str)]
+    features = data.get("features")
+    if features is not None and not (isinstance(features, list) and all(isinstance(f, str) for f in features)):
+        problems.append(f"features must be a list of column names, got {features!r}")
+    if problems:
+        raise ValueError(f"{path}: invalid [data]: " + "; ".join(problems))
     return values
 
 
@@ -101,7 +113,15 @@ def model_config(model_name: str, dataset: datasets.Dataset, recipe: dict, from_
         derived = {"n_features": dataset.inputs.shape[1], "n_outputs": dataset.n_outputs}
     else:
         derived = {"num_classes": dataset.n_outputs}
-    return models.make_config(model_name, {**recipe, **from_file, **derived})
+    config = models.make_config(model_name, {**recipe, **from_file, **derived})
+    if models.input_kind(model_name) == "tokens":  # what [model] says must hold what the data holds
+        largest, width = int(dataset.inputs.max()), dataset.inputs.shape[1]
+        if largest >= config.vocab_size:
+            raise ValueError(f"[model] vocab_size {config.vocab_size} is too small for the data, which holds token id "
+                             f"{largest}; ids run from 0 to vocab_size - 1")
+        if width > config.max_len:
+            raise ValueError(f"[model] max_len {config.max_len} is shorter than the data's sequences ({width} tokens)")
+    return config
 
 
 def publish(opts: JobOptions, name: str, task: str, result: TrainResult, train_split: datasets.Dataset,

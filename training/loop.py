@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from models import config_to_dict
+from models._validation import raise_if_problems, type_problems
 from training.data import Dataset
 from training.distributed import Runtime
 from training.errors import TrainingDiverged
@@ -48,6 +49,7 @@ class TrainConfig:
     """Train through torch.compile (the first epoch pays the compilation); exports use the eager module."""
 
     def __post_init__(self) -> None:
+        raise_if_problems("TrainConfig", type_problems(self))  # (the checks below compare numbers)
         problems = []
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:

@@ -55,6 +55,37 @@ def test_bad_data_exits_nonzero_names_problem_and_leaves_store_untouched(case, t
     assert store_snapshot() == before
 
 
+TOML_CASES = {
+    # name: (model, config file, expected message fragment)
+    "string for an integer": ("transformer", '[model]\nd_model = "64"\n',
+                              "invalid TransformerConfig: d_model must be an integer, got '64'"),
+    "float for an integer": ("transformer", "[train]\nepochs = 2.5\n",
+                             "invalid TrainConfig: epochs must be an integer, got 2.5"),
+    "boolean for a number": ("regression", "[train]\nlr = true\n", "lr must be a number, got True"),
+    "string for a boolean": ("regression", '[train]\ncompile = "yes"\n', "compile must be true or false, got 'yes'"),
+    "list of the wrong things": ("mlp", '[model]\nhidden_sizes = [64, "x"]\n',
+                                 "hidden_sizes must be a list of integers, got [64, 'x']"),
+    "value where a table belongs": ("regression", "model = 5\n", "c.toml: model must be a table"),
+    "data path not a string": ("regression", "[data]\npath = 5\n", "invalid [data]: path must be a string, got 5"),
+    "vocabulary smaller than the data's ids": ("transformer", "[model]\nvocab_size = 10\n",
+                                               "[model] vocab_size 10 is too small for the data, which holds token id"),
+    "max_len shorter than the data": ("transformer", "[model]\nmax_len = 8\n",
+                                      "[model] max_len 8 is shorter than the data's sequences (32 tokens)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOML_CASES))
+def test_a_config_file_of_the_wrong_types_or_sizes_is_named_not_a_traceback(case, tmp_path, capsys):
+    model, text, fragment = TOML_CASES[case]
+    (tmp_path / "c.toml").write_text(text)
+    before = store_snapshot()
+    code = main(["train", model, "--config", str(tmp_path / "c.toml"), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert store_snapshot() == before
+
+
 def test_bad_config_values_are_all_named(tmp_path, capsys):
     (tmp_path / "c.toml").write_text("[model]\nd_model = 30\nn_heads = 4\n[train]\nlr = -1\nbatch_size = 0\n")
     code = main(["train", "transformer", "--config", str(tmp_path / "c.toml"), "--dry-run"])
