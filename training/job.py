@@ -19,7 +19,7 @@ from training.artifacts import build_artifacts
 from training.loop import TrainConfig, TrainResult, train
 from training.recipes import RECIPES
 from training.report import metrics_table, print_table
-from training.store import clean_staging, has_model, save_model
+from training.store import check_name, clean_staging, has_model, save_model
 
 DRY_RUN_ROWS = 256
 
@@ -149,6 +149,7 @@ def run(opts: JobOptions) -> str | None:
     """Run the job; return the saved tag (None for a dry run or a skipped --if-missing)."""
     models.input_kind(opts.model)  # unknown model names fail here, before any work
     name = opts.name or opts.model
+    check_name(name)
     if opts.if_missing and not opts.dry_run and has_model(name):
         print(f"{name}: already in the model store, not retrained (--if-missing)")
         return None

@@ -25,6 +25,15 @@ def store_root() -> Path:
     return Path(BentoMLContainer.model_store_dir.get())
 
 
+def check_name(name: str) -> None:
+    """Refuse a model name the store cannot hold, before any training is spent on it. BentoML's rule for a
+    tag's name, and no version part: `create("a:b")` would have saved version b of a model a."""
+    try:
+        bentoml.Tag(name)
+    except ValueError as exc:
+        raise ValueError(f"--name {name!r}: {exc}") from None
+
+
 def save_model(name: str, artifacts: Path, labels: dict[str, str], metadata: dict) -> str:
     """Copy every file of `artifacts` into a new model `name` in the store; return its tag."""
     root = store_root()
