@@ -55,10 +55,14 @@ def _v2_fields(document) -> tuple | None:
     return inputs, request_id, outputs, parameters
 
 
-async def _read_body(receive) -> bytes:
+async def _read_body(receive) -> bytes | None:
+    """The whole body, or None when the client left before sending it all: what arrived is not the request,
+    even where it parses (it was once answered as malformed JSON, or run)."""
     chunks, more = [], True
     while more:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
     return b"".join(chunks)
@@ -78,6 +82,8 @@ class FastLane:
         if framing is not None and route.group("v1"):
             return await self.app(scope, receive, send)  # v1 has no binary framing: BentoML says what is wrong
         body = await _read_body(receive)
+        if body is None:
+            return  # (nobody to answer; like Starlette's ClientDisconnect, not a refusal)
         # broken framing leaves an empty JSON part, so it goes on to BentoML's path and the handler's refusal
         json_part, binary = (body, None) if framing is None else split_body(body, framing.decode("latin-1"))
         document = None

@@ -1,12 +1,14 @@
 """Each class of bad input gets a 4xx whose JSON names the problem; the server keeps serving everyone else."""
 
 import json
+import socket
 import time
 
 import httpx
 import pytest
 
 from tests.servers import API_KEY
+from tests.service.test_metrics import scrape, total
 
 FEATURE_CASES = {
     # name: (path, body, status, message fragment)
@@ -127,6 +129,28 @@ def test_a_malformed_body_is_one_warning_line_in_the_log_not_an_error_traceback(
     assert len(refused) == 2 and all("[WARNING]" in line for line in refused), new_lines
     assert "Invalid JSON" in refused[0] and "instances: Field required" in refused[1]
     assert "Traceback" not in new_lines and "[ERROR]" not in new_lines, new_lines
+
+
+def test_a_client_that_leaves_mid_body_is_not_served_logged_or_counted_as_bad_json(onnx_server):
+    """A disconnect is not a malformed body, nor a whole one: what arrived must not be parsed as the request."""
+    def counts() -> tuple[float, float]:
+        samples = scrape(onnx_server.url)
+        return (total(samples, "modelserve_rejected_requests_total", model="regression", reason="invalid_body"),
+                total(samples, "modelserve_rows_per_engine_call_count", model="regression"))
+
+    before = counts()
+    logged_before = len(onnx_server.log())
+    host, port = onnx_server.url.removeprefix("http://").split(":")
+    for part in (b'{"inst', b'{"instances": [[1, 2]]}'):  # the second parses: it must not run either
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(b"POST /v1/models/regression:predict HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + part)
+            time.sleep(0.2)  # (the server has begun the request, and waits for the rest)
+    time.sleep(0.5)  # the worker's log lines reach the file through the server process
+    assert counts() == before
+    new_lines = onnx_server.log()[logged_before:]
+    assert "refused a request" not in new_lines and "Traceback" not in new_lines, new_lines
+    assert_still_serving(onnx_server)
 
 
 def test_body_above_the_size_limit_is_413(onnx_server):
