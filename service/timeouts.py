@@ -5,7 +5,8 @@ never cancels it, so each request leaves a timer, a future and their context ali
 timeout (60 s here). At 1,500 requests/s per worker that is ~90,000 timers, ~500,000 objects, which
 every full garbage collection walks: the pauses grew from 3 ms to over 50 ms within 10 s of load and
 were most of this service's p99. This subclass keeps the behaviour (a 504 JSON answer when no
-response has started within the timeout) and cancels the timer once the request is done.
+response has started within the timeout), cancels the timer once the request is done, and stops waiting
+for a response when the app has finished without one.
 `install()` swaps it in before BentoML builds the app; BentoML imports the class at that moment.
 """
 
@@ -31,6 +32,10 @@ class TimeoutMiddleware(BENTOML_TIMEOUT_MIDDLEWARE):
             await send(message)
 
         task = asyncio.ensure_future(self.app(scope, receive, mark_started))
+        # The app can also finish without starting a response: its client left mid-body, or it raised. Waiting
+        # for the response alone then held such a request, and with it the worker's graceful shutdown (uvicorn
+        # waits for every request task), for the whole timeout, and kept a raised error from the error handler.
+        task.add_done_callback(lambda _: started.done() or started.set_result(None))
         try:
             await started
         except asyncio.TimeoutError:

@@ -132,11 +132,16 @@ def test_a_malformed_body_is_one_warning_line_in_the_log_not_an_error_traceback(
 
 
 def test_a_client_that_leaves_mid_body_is_not_served_logged_or_counted_as_bad_json(onnx_server):
-    """A disconnect is not a malformed body, nor a whole one: what arrived must not be parsed as the request."""
+    """A disconnect is not a malformed body, nor a whole one: what arrived must not be parsed as the request, and
+    the request is over at once."""
     def counts() -> tuple[float, float]:
         samples = scrape(onnx_server.url)
         return (total(samples, "modelserve_rejected_requests_total", model="regression", reason="invalid_body"),
                 total(samples, "modelserve_rows_per_engine_call_count", model="regression"))
+
+    def in_progress() -> float:
+        return total(scrape(onnx_server.url), "bentoml_service_request_in_progress",
+                     endpoint="/v1/models/regression:predict")
 
     before = counts()
     logged_before = len(onnx_server.log())
@@ -148,6 +153,8 @@ def test_a_client_that_leaves_mid_body_is_not_served_logged_or_counted_as_bad_js
             time.sleep(0.2)  # (the server has begun the request, and waits for the rest)
     time.sleep(0.5)  # the worker's log lines reach the file through the server process
     assert counts() == before
+    # Over too: it held the worker's request set, and its shutdown, for the whole 60 s request timeout.
+    assert in_progress() == 0
     new_lines = onnx_server.log()[logged_before:]
     assert "refused a request" not in new_lines and "Traceback" not in new_lines, new_lines
     assert_still_serving(onnx_server)

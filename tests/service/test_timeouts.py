@@ -64,6 +64,30 @@ def test_a_request_with_no_response_within_the_timeout_gets_a_504():
     assert "0.05 seconds" in json.loads(sent[1]["body"])["error"]
 
 
+async def leave_without_answering(scope, receive, send) -> None:
+    return None  # (what the fast lane does when its client disconnects mid-body)
+
+
+async def fail_before_answering(scope, receive, send) -> None:
+    raise RuntimeError("broken before the response")
+
+
+def test_an_app_that_finishes_without_a_response_is_not_held_for_the_timeout():
+    async def run(app) -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await call(TimeoutMiddleware(app, timeout=5), 1)
+        return loop.time() - started
+
+    assert asyncio.run(run(leave_without_answering)) < 1.0  # it waited the whole 5 s for a response that never came
+    try:
+        asyncio.run(run(fail_before_answering))
+    except RuntimeError as error:  # at once, to the error handler outside (a 500), not swallowed after 5 s
+        assert "broken before the response" in str(error)
+    else:
+        raise AssertionError("the app's error did not reach the caller")
+
+
 def test_the_service_installs_it_before_bentoml_builds_the_app():
     check = ("import service.service, service.timeouts as fix; from bentoml._internal.server.http import traffic; "
              "raise SystemExit(0 if traffic.TimeoutMiddleware is fix.TimeoutMiddleware else 1)")
