@@ -16,6 +16,7 @@ from service.guard import VERSION_KEY, RequestGuard
 from service.in_flight import install as count_requests_in_flight
 from service.metadata_app import build_metadata_app
 from service.metric_labels import MetricLabels
+from service.parent_watch import end_with_parent
 from service.registry import ModelRegistry
 from service.request_path import install as trim_request_path
 from service.request_path import keep_input_fields
@@ -50,7 +51,8 @@ UNTRACED_ROUTES = [] if CONFIG.tracing else ["/v1/models/", "/v2/", "/livez", "/
                  metrics={"enabled": True}, logging={"access": {"enabled": False}},
                  tracing={"excluded_urls": UNTRACED_ROUTES})
 class ModelServe:
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # (in each worker process)
+        end_with_parent()
         REGISTRY.load()
 
     @bentoml.on_startup

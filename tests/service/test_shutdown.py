@@ -61,3 +61,55 @@ def test_sigterm_lets_accepted_requests_finish_then_exits_cleanly(trained, tmp_p
         assert "Traceback" not in server.log()
     finally:
         server.stop()
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in os.scandir("/proc"):
+        if stat.name.isdigit():
+            try:
+                with open(f"/proc/{stat.name}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()  # (after the command name, which may hold spaces)
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(stat.name))
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    """Those of `pids` that still run (a zombie, exited but not yet reaped by whoever adopted it, does not)."""
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def test_workers_end_when_the_main_process_is_killed_outright(trained, tmp_path):
+    """SIGKILL (or the OOM killer) gives the arbiter no chance to stop its workers; each must stop itself, or it
+    answers on the port (SO_REUSEPORT) beside any server started there next (service/parent_watch.py)."""
+    server = Server(tmp_path / "server.log", models="regression", workers="2")
+    try:
+        server.wait_until("/readyz")
+        workers = children_of(server.process.pid)
+        assert len(workers) == 2, workers
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        deadline = time.monotonic() + 30
+        while running(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = running(workers)
+        assert not left, f"workers {left} outlived the main process"
+        try:
+            httpx.get(f"{server.url}/readyz", timeout=5)
+            raise AssertionError("something still answers on the port")
+        except httpx.ConnectError:
+            pass
+    finally:
+        server.stop()
