@@ -63,32 +63,23 @@ def test_sigterm_lets_accepted_requests_finish_then_exits_cleanly(trained, tmp_p
         server.stop()
 
 
+def state_and_parent(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) from /proc/PID/stat; None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()  # (after the command name, which may hold spaces)
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
 def children_of(pid: int) -> set[int]:
-    found = set()
-    for stat in os.scandir("/proc"):
-        if stat.name.isdigit():
-            try:
-                with open(f"/proc/{stat.name}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()  # (after the command name, which may hold spaces)
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(stat.name))
-    return found
+    return {int(p) for p in os.listdir("/proc") if p.isdigit() and (state_and_parent(int(p)) or ("", 0))[1] == pid}
 
 
 def running(pids: set[int]) -> set[int]:
     """Those of `pids` that still run (a zombie, exited but not yet reaped by whoever adopted it, does not)."""
-    alive = set()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                state = handle.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
+    return {pid for pid in pids if (state_and_parent(pid) or ("Z", 0))[0] != "Z"}
 
 
 def test_workers_end_when_the_main_process_is_killed_outright(trained, tmp_path):
