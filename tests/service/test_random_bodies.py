@@ -42,15 +42,22 @@ def places(document, path=()):
         yield from places(item, path + (key,))
 
 
+def value_at(document, where: tuple):
+    for key in where:
+        document = document[key]
+    return document
+
+
 def mutate(rng: random.Random, document):
     """The document with one place changed: a value put at the edge of a datatype, or a field dropped."""
     choices = list(places(document))
     if not choices:  # (an earlier change emptied it)
         return document
-    where = rng.choice(choices)
-    parent = document
-    for key in where[:-1]:
-        parent = parent[key]
+    # Mostly a number or string where one stands, so that edge values reach the parsers and the model, not
+    # only the checks of the document's shape.
+    leaves = [where for where in choices if not isinstance(value_at(document, where), (dict, list))]
+    where = rng.choice(leaves if leaves and rng.random() < 0.75 else choices)
+    parent = value_at(document, where[:-1])
     if rng.random() < 0.85:
         parent[where[-1]] = rng.choice(EDGES)
     else:
