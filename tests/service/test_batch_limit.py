@@ -78,12 +78,14 @@ def test_timing_an_engine_finds_where_its_cost_per_row_turns():
     assert all(costs[rows] >= ms / 1000 for rows, ms in RISING_PAST_4.items())  # (sleeps never run short)
 
 
-async def warmed_up(engine: CurveEngine, tokens: bool = False, measure: bool = True) -> ModelBatcher:
+async def warmed_up(engine: CurveEngine, tokens: bool = False, measure: bool = True,
+                    max_latency_ms: int = 60_000) -> ModelBatcher:
     """Warm a registry holding one model on `engine`, as the service does at start (the batcher then
     belongs to the calling event loop)."""
     config = ServeConfig(models=("curve",), max_batch_size=8, measure_batch_limit=measure)
     schema = TokenSchema(vocab_size=100, max_len=16, pad_id=0) if tokens else FeatureSchema(("a", "b"))
-    batcher = ModelBatcher("curve", engine, "onnx", 0 if tokens else None, max_batch_size=8, max_latency_ms=60_000)
+    batcher = ModelBatcher("curve", engine, "onnx", 0 if tokens else None, max_batch_size=8,
+                           max_latency_ms=max_latency_ms)
     registry = ModelRegistry(config)
     artifacts = SimpleNamespace(name="curve", manifest={"input_kind": "tokens" if tokens else "features"})
     registry.models["curve"] = ServedModel(artifacts, schema, batcher, "onnx", "cpu")

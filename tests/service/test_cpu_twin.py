@@ -51,10 +51,10 @@ def test_until_warm_up_measures_it_everything_runs_on_the_gpu():
     assert engine.cpu.calls == [] and len(engine.gpu.calls) == 1
 
 
-async def served(engine: SmallBatchesOnCpu) -> ModelBatcher:
+async def served(engine: SmallBatchesOnCpu, max_latency_ms: int = 60_000) -> ModelBatcher:
     """A registry holding one token model on `engine`, warmed up as the service does at start."""
     config = ServeConfig(models=("split",), max_batch_size=8)
-    batcher = ModelBatcher("split", engine, "onnx", 0, max_batch_size=8, max_latency_ms=60_000)
+    batcher = ModelBatcher("split", engine, "onnx", 0, max_batch_size=8, max_latency_ms=max_latency_ms)
     registry = ModelRegistry(config)
     artifacts = SimpleNamespace(name="split", manifest={"input_kind": "tokens"})
     registry.models["split"] = ServedModel(artifacts, TokenSchema(vocab_size=100, max_len=16, pad_id=0), batcher,
