@@ -20,6 +20,9 @@ ROWS_PER_ENGINE_CALL = Histogram(
 QUEUE_WAIT_SECONDS = Histogram(
     "modelserve_queue_wait_seconds", "Time a request waited in the batching queue before its engine call",
     ["model"], buckets=QUEUE_BUCKETS)
+INPUTS_OUTSIDE_TRAINING_RANGE = Counter(
+    "modelserve_inputs_outside_training_range", "Instances with a feature below its minimum or above its maximum "
+    "in the model's training split, by model and feature (service/training_range.py)", ["model", "feature"])
 REJECTED_REQUESTS = Counter(
     "modelserve_rejected_requests", "Requests answered with an error status, by model and reason",
     ["model", "reason"])

@@ -23,6 +23,7 @@ from service.config import ServeConfig
 from service.engines import SmallBatchesOnCpu, load_engine, resolve_device
 from service.errors import InvalidInput, ModelNotReady, TooManyInstances, UnknownModel
 from service.inputs import FeatureSchema, TokenSchema
+from service.training_range import TrainingRange
 
 log = logging.getLogger("modelserve")
 
@@ -35,6 +36,9 @@ class ServedModel:
     backend: str
     device: str
     ready: bool = False
+    training_range: TrainingRange | None = None
+    """Each feature's range in training, to count instances outside it; None for token models and models
+    trained before manifests had it."""
 
     @property
     def name(self) -> str:
@@ -86,16 +90,17 @@ class ModelRegistry:
         if manifest["input_kind"] == "tokens":
             spec = manifest["inputs"][0]
             schema = TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])
-            pad_id = schema.pad_id
+            pad_id, training_range = schema.pad_id, None
         else:
             schema, pad_id = FeatureSchema(tuple(manifest["feature_names"])), None
+            training_range = TrainingRange.from_manifest(artifacts.name, schema.names, manifest)
         metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
         batcher = ModelBatcher(artifacts.name, engine, self.config.backend, pad_id, self.config.max_batch_size,
                                self.config.max_latency_ms, self.config.batching)
         metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=self.config.backend,
                                   device=device).set(1)
         log.info("loaded %s (%s on %s)", artifacts.tag, self.config.backend, device)
-        return ServedModel(artifacts, schema, batcher, self.config.backend, device)
+        return ServedModel(artifacts, schema, batcher, self.config.backend, device, training_range=training_range)
 
     async def warm_up(self) -> None:
         """One engine call per batch-size bucket (and length bucket for tokens), the batch limit measured

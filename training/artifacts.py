@@ -31,7 +31,10 @@ def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[
         inputs = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "max_len": config.max_len,
                    "vocab_size": config.vocab_size, "pad_id": config.pad_id}]
     else:
-        inputs = [{"name": "features", "datatype": "FP32", "shape": [-1, len(data.feature_names)]}]
+        # Each feature's range in the training split: the service counts instances outside it (drift).
+        inputs = [{"name": "features", "datatype": "FP32", "shape": [-1, len(data.feature_names)],
+                   "training_range": {"min": data.inputs.min(0).values.tolist(),
+                                      "max": data.inputs.max(0).values.tolist()}}]
     name = "predictions" if data.task == "regression" else "probabilities"
     return inputs, [{"name": name, "datatype": "FP32", "shape": [-1, data.n_outputs]}]
 

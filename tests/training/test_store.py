@@ -13,6 +13,7 @@ import torch
 import models
 from tests.conftest import DEFAULT_MODELS, REPO, run_modelserve, store_snapshot
 from training.cli import main
+from training.data import BUILTIN
 
 
 @pytest.mark.parametrize("name", DEFAULT_MODELS)
@@ -35,7 +36,15 @@ def test_manifest_describes_the_served_interface(trained, name):
     assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "bentoml", "python"}
     if name == "regression":
         assert manifest["feature_names"] == ["area_m2", "age_years"]
-        assert manifest["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 2]}]
+        spec = manifest["inputs"][0]
+        assert {k: spec[k] for k in ("name", "datatype", "shape")} == {"name": "features", "datatype": "FP32",
+                                                                         "shape": [-1, 2]}
+        # Each feature's range over the training split (the rows the model learned from, not validation's).
+        train_split, _ = BUILTIN["housing"](seed=0).split(manifest["train_config"]["val_fraction"],
+                                                         manifest["train_config"]["seed"])
+        assert spec["training_range"] == {"min": train_split.inputs.min(0).values.tolist(),
+                                          "max": train_split.inputs.max(0).values.tolist()}
+        assert 40 <= spec["training_range"]["min"][0] < spec["training_range"]["max"][0] <= 250  # area_m2
         assert manifest["outputs"][0]["name"] == "predictions"
     if name == "transformer":
         assert manifest["class_names"] == ["b_first", "a_first"]

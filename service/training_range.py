@@ -1,0 +1,36 @@
+"""Instances outside the range the model was trained on, counted per feature so that drift shows in /metrics.
+
+A regression or an MLP answers any finite input, and far outside its training data the answer is a confident
+extrapolation: the housing model prices a 100,000 m2 flat as readily as a 100 m2 one. Refusing such inputs
+would break clients whose data has legitimately moved; an operator should see it happen instead. Training
+writes each feature's min and max over the training split into the manifest; this counts, per feature, the
+instances beyond them (`modelserve_inputs_outside_training_range_total`), against the instances served
+(`modelserve_rows_per_engine_call_sum`), and an alert fires when the share stays high. Models trained before
+the manifest had ranges are served without the count.
+"""
+
+import numpy as np
+
+from service import metrics
+
+
+class TrainingRange:
+    def __init__(self, model: str, names: tuple[str, ...], low: list[float], high: list[float]) -> None:
+        if not len(names) == len(low) == len(high):
+            raise ValueError(f"training_range has {len(low)} minima and {len(high)} maxima for {len(names)} features")
+        self.low = np.array(low, dtype=np.float32)  # (F,)
+        self.high = np.array(high, dtype=np.float32)  # (F,)
+        self._names = names
+        self._counters = [metrics.INPUTS_OUTSIDE_TRAINING_RANGE.labels(model=model, feature=n) for n in names]
+
+    @classmethod
+    def from_manifest(cls, model: str, names: tuple[str, ...], manifest: dict) -> "TrainingRange | None":
+        spec = manifest["inputs"][0].get("training_range")
+        return None if spec is None else cls(model, names, spec["min"], spec["max"])
+
+    def observe(self, batch: np.ndarray) -> None:
+        """Count this request's (N, F) float32 instances outside the range, per feature."""
+        outside = (batch < self.low) | (batch > self.high)  # (N, F)
+        if outside.any():
+            for feature in np.flatnonzero(outside.any(axis=0)):
+                self._counters[feature].inc(int(outside[:, feature].sum()))
