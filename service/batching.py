@@ -232,16 +232,16 @@ class ModelBatcher:
         transformer at c=8 0.79x of the threaded call."""
         device = self.engine.device_for(batch)
         if self._limiter.borrowed_tokens == 0 and device == "cpu" and self.cost.seconds(device, batch) < INLINE_BELOW_S:
-            return self._call_engine(batch)
+            return self._call_engine(batch, device)
         # ONNX Runtime and torch release the GIL, so the event loop keeps accepting and parsing requests
         # while the engine runs.
-        return await anyio.to_thread.run_sync(self._call_engine, batch, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(self._call_engine, batch, device, limiter=self._limiter)
 
-    def _call_engine(self, batch: np.ndarray) -> np.ndarray:
+    def _call_engine(self, batch: np.ndarray, device: str) -> np.ndarray:
+        """One engine call on `batch`, which runs on `device` (engine.device_for), timed and recorded."""
         started = time.perf_counter()
         out = self.engine.run(batch)
         seconds = time.perf_counter() - started
-        device = self.engine.device_for(batch)
         self.cost.observe(device, batch, seconds)
         if self.recording:
             self._observe_call(batch, device, seconds)
@@ -305,4 +305,4 @@ class ModelBatcher:
 
     def infer_direct(self, batch: np.ndarray) -> np.ndarray:
         """Call the engine without queueing (warm-up)."""
-        return self._call_engine(batch)
+        return self._call_engine(batch, self.engine.device_for(batch))
