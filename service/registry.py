@@ -23,7 +23,7 @@ from service.config import ServeConfig
 from service.engines import SmallBatchesOnCpu, load_engine, resolve_device
 from service.errors import InvalidInput, ModelNotReady, TooManyInstances, UnknownModel
 from service.inputs import FeatureSchema, TokenSchema
-from service.training_range import TrainingRange
+from service.training_range import TokenLengthRange, TrainingRange
 
 log = logging.getLogger("modelserve")
 
@@ -90,7 +90,8 @@ class ModelRegistry:
         if manifest["input_kind"] == "tokens":
             spec = manifest["inputs"][0]
             schema = TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])
-            pad_id, training_range = schema.pad_id, None
+            pad_id = schema.pad_id
+            training_range = TokenLengthRange.from_manifest(artifacts.name, pad_id, manifest)
         else:
             schema, pad_id = FeatureSchema(tuple(manifest["feature_names"])), None
             training_range = TrainingRange.from_manifest(artifacts.name, schema.names, manifest)

@@ -7,6 +7,10 @@ writes each feature's min and max over the training split into the manifest; thi
 instances beyond them (`modelserve_inputs_outside_training_range_total`), against the instances served
 (`modelserve_rows_per_engine_call_sum`), and an alert fires when the share stays high. Models trained before
 the manifest had ranges are served without the count.
+
+Token models have no features to bound; their analogue is the sequence length. Training writes the shortest
+and longest sequence of its split (`training_lengths`), and instances outside them count under the feature
+`length`: the built-in transformer learned from 4 to 32 bytes, so a stream of 2-byte requests shows up.
 """
 
 import numpy as np
@@ -30,7 +34,27 @@ class TrainingRange:
 
     def observe(self, batch: np.ndarray) -> None:
         """Count this request's (N, F) float32 instances outside the range, per feature."""
+        self._count(batch)
+
+    def _count(self, batch: np.ndarray) -> None:
         outside = (batch < self.low) | (batch > self.high)  # (N, F)
-        if outside.any():
+        if np.count_nonzero(outside):  # a third of .any()'s cost on a single row
             for feature in np.flatnonzero(outside.any(axis=0)):
                 self._counters[feature].inc(int(outside[:, feature].sum()))
+
+
+class TokenLengthRange(TrainingRange):
+    """The range of sequence lengths (tokens other than padding) in the training split, as one feature."""
+
+    def __init__(self, model: str, shortest: int, longest: int, pad_id: int) -> None:
+        super().__init__(model, ("length",), [shortest], [longest])
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_manifest(cls, model: str, pad_id: int, manifest: dict) -> "TokenLengthRange | None":
+        spec = manifest["inputs"][0].get("training_lengths")
+        return None if spec is None else cls(model, spec["min"], spec["max"], pad_id)
+
+    def observe(self, ids: np.ndarray) -> None:
+        """Count this request's (N, L) int64 right-padded sequences shorter or longer than in training."""
+        self._count((ids != self.pad_id).sum(axis=1, keepdims=True))  # (N, 1) lengths

@@ -28,8 +28,11 @@ LOSS_CURVE = "loss_curve.png"
 def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[dict]]:
     """Input/output tensors in Open Inference Protocol terms; -1 marks a dynamic axis."""
     if input_kind(model_name) == "tokens":
+        # The shortest and longest sequence in the training split: the service counts instances outside them.
+        lengths = (data.inputs != config.pad_id).sum(1)  # (N,)
         inputs = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "max_len": config.max_len,
-                   "vocab_size": config.vocab_size, "pad_id": config.pad_id}]
+                   "vocab_size": config.vocab_size, "pad_id": config.pad_id,
+                   "training_lengths": {"min": int(lengths.min()), "max": int(lengths.max())}}]
     else:
         # Each feature's range in the training split: the service counts instances outside it (drift).
         inputs = [{"name": "features", "datatype": "FP32", "shape": [-1, len(data.feature_names)],

@@ -3,8 +3,9 @@
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
-from service.training_range import TrainingRange
+from service.training_range import TokenLengthRange, TrainingRange
 from tests.service.test_metrics import scrape, total
 
 SERIES = "modelserve_inputs_outside_training_range_total"
@@ -28,10 +29,38 @@ def test_out_of_range_instances_are_answered_and_counted_per_feature(onnx_server
     moved = {feature: total(after, SERIES, model="regression", feature=feature)
              - total(before, SERIES, model="regression", feature=feature) for feature in ("area_m2", "age_years")}
     assert moved == {"area_m2": 3, "age_years": 2}  # the training minimum and maximum themselves are inside
-    assert not any(k.startswith(SERIES) and 'model="transformer"' in k for k in after)  # token models: no range
+
+
+def test_token_sequences_shorter_or_longer_than_in_training_are_counted_as_length(onnx_server, trained):
+    lengths = trained["transformer"]["manifest"]["inputs"][0]["training_lengths"]  # the order task: 4 to 32
+    shortest, longest = "ab" + "c" * (lengths["min"] - 2), "ab" + "c" * (lengths["max"] - 2)
+    too_short = "ab" + "c" * (lengths["min"] - 3)
+    before = scrape(onnx_server.url)
+    # Text, and ids padded out to the longest instance: padding is not length.
+    v1 = httpx.post(f"{onnx_server.url}/v1/models/transformer:predict", timeout=30, json={"instances": [
+        shortest, longest, too_short, "ba", [101, 102, 0, 0, 0, 0], [101, 102, 103, 104]]})
+    v2 = httpx.post(f"{onnx_server.url}/v2/models/transformer/infer", timeout=30, json={"inputs": [
+        {"name": "input_ids", "datatype": "INT64", "shape": [2, 4], "data": [101, 102, 0, 0, 101, 102, 103, 104]}]})
+    after = scrape(onnx_server.url)
+
+    assert v1.status_code == v2.status_code == 200, (v1.text, v2.text)
+    assert len(v1.json()["predictions"]) == 6
+    moved = total(after, SERIES, model="transformer", feature="length") - total(
+        before, SERIES, model="transformer", feature="length")
+    assert moved == 4  # too_short, "ba" and a padded pair in v1; the padded pair in v2
 
 
 def test_a_manifest_without_a_range_serves_without_the_count_and_a_broken_one_is_refused():
     assert TrainingRange.from_manifest("old", ("a",), {"inputs": [{"name": "features"}]}) is None
     with pytest.raises(ValueError, match="1 minima and 2 maxima for 2 features"):
         TrainingRange.from_manifest("bad", ("a", "b"), {"inputs": [{"training_range": {"min": [0], "max": [1, 2]}}]})
+    assert TokenLengthRange.from_manifest("old", 0, {"inputs": [{"name": "input_ids"}]}) is None
+
+
+def test_token_lengths_count_tokens_other_than_padding_wherever_the_pad_id_lies():
+    def outside() -> float:
+        return REGISTRY.get_sample_value(SERIES, {"model": "unit", "feature": "length"}) or 0.0
+
+    lengths, before = TokenLengthRange("unit", 3, 5, pad_id=7), outside()
+    lengths.observe(np.array([[1, 2, 7, 7, 7, 7], [1, 2, 3, 7, 7, 7], [1, 2, 3, 4, 5, 7], [1, 2, 3, 4, 5, 6]]))
+    assert outside() - before == 2  # 2 tokens (too short) and 6 (too long); 3 and 5 are inside

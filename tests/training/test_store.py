@@ -49,6 +49,12 @@ def test_manifest_describes_the_served_interface(trained, name):
     if name == "transformer":
         assert manifest["class_names"] == ["b_first", "a_first"]
         assert manifest["inputs"][0]["datatype"] == "INT64" and manifest["inputs"][0]["max_len"] == 32
+        # The shortest and longest sequence of the training split: the order task's 4 to 32 bytes.
+        train_split, _ = BUILTIN["order"](seed=0).split(manifest["train_config"]["val_fraction"],
+                                                       manifest["train_config"]["seed"])
+        lengths = (train_split.inputs != 0).sum(1)
+        assert manifest["inputs"][0]["training_lengths"] == {"min": lengths.min().item(), "max": lengths.max().item()}
+        assert manifest["inputs"][0]["training_lengths"] == {"min": 4, "max": 32}
         assert manifest["outputs"][0] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}
 
 
