@@ -25,6 +25,7 @@ from service.batch_limit import BatchLimits
 from service.engine_cost import EngineCost
 from service.errors import Overloaded
 from service.in_flight import REQUESTS
+from service.training_range import TrainingRange
 
 log = logging.getLogger("modelserve")
 
@@ -188,7 +189,7 @@ def _overloaded():
 
 class ModelBatcher:
     def __init__(self, model: str, engine, backend: str, pad_id: int | None, max_batch_size: int,
-                 max_latency_ms: int, batching: bool = True) -> None:
+                 max_latency_ms: int, batching: bool = True, training_range: TrainingRange | None = None) -> None:
         self.engine = engine
         self.batching = batching
         self.pad_id = pad_id  # None for feature models; token batches of different lengths get padded
@@ -199,6 +200,9 @@ class ModelBatcher:
         self._backend = backend
         self._inference: dict[str, object] = {}  # device -> its engine-call histogram (see _observe_call)
         self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
+        self._training_range = training_range
+        """Counts the instances of each engine call outside the training range (training_range.py): once per
+        merged batch rather than per request, and against the same rows as modelserve_rows_per_engine_call."""
         self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model)
         self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
         self.max_latency_s = max_latency_ms / 1000
@@ -254,6 +258,8 @@ class ModelBatcher:
                 model=self._model, backend=self._backend, device=device)
         histogram.observe(seconds)
         self._rows.observe(batch.shape[0])
+        if self._training_range is not None:
+            self._training_range.observe(batch)
 
     async def _run_batch(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(batches) == 1:  # (a lone request: nothing to merge or split)

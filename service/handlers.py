@@ -8,7 +8,7 @@ from service import binary_tensors, protocol_v1, protocol_v2
 from service.binary_tensors import BinaryBody
 from service.errors import NonFiniteOutput, RequestError
 from service.guard import REASON_HEADER
-from service.registry import ModelRegistry, ServedModel
+from service.registry import ModelRegistry
 
 
 def json_reply(body: dict) -> Response:
@@ -33,18 +33,11 @@ def finite(outputs: np.ndarray) -> np.ndarray:
     return outputs
 
 
-def watched(model: ServedModel, batch: np.ndarray) -> np.ndarray:
-    """The parsed batch, its instances outside the training range counted (training_range.py)."""
-    if model.training_range is not None:
-        model.training_range.observe(batch)
-    return batch
-
-
 async def v1_predict(registry: ModelRegistry, name: str, instances: list) -> Response:
     try:
         model = registry.get(name)
         registry.check_count(len(protocol_v1.require_list(instances)))
-        outputs = finite(await model.batcher.infer(watched(model, protocol_v1.parse_instances(model, instances))))
+        outputs = finite(await model.batcher.infer(protocol_v1.parse_instances(model, instances)))
         return json_reply({"predictions": protocol_v1.format_predictions(model, outputs)})
     except RequestError as error:
         return refusal(error)
@@ -59,7 +52,7 @@ async def v2_infer(registry: ModelRegistry, name: str, version: str | None, inpu
         if binary is not None:
             binary_tensors.attach_binary_inputs(inputs, binary)
         batch = protocol_v2.parse_inputs(model, inputs, registry.check_count)
-        outputs = finite(await model.batcher.infer(watched(model, batch)))
+        outputs = finite(await model.batcher.infer(batch))
         reply = {"model_name": model.name, "model_version": model.artifacts.version,
                  "outputs": protocol_v2.format_outputs(model, outputs, requested_outputs)}
         if request_id is not None:

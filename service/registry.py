@@ -36,7 +36,6 @@ class ServedModel:
     backend: str
     device: str
     ready: bool = False
-    training_range: TrainingRange | None = None
     """Each feature's range in training, to count instances outside it; None for token models and models
     trained before manifests had it."""
 
@@ -97,11 +96,11 @@ class ModelRegistry:
             training_range = TrainingRange.from_manifest(artifacts.name, schema.names, manifest)
         metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
         batcher = ModelBatcher(artifacts.name, engine, self.config.backend, pad_id, self.config.max_batch_size,
-                               self.config.max_latency_ms, self.config.batching)
+                               self.config.max_latency_ms, self.config.batching, training_range)
         metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=self.config.backend,
                                   device=device).set(1)
         log.info("loaded %s (%s on %s)", artifacts.tag, self.config.backend, device)
-        return ServedModel(artifacts, schema, batcher, self.config.backend, device, training_range=training_range)
+        return ServedModel(artifacts, schema, batcher, self.config.backend, device)
 
     async def warm_up(self) -> None:
         """One engine call per batch-size bucket (and length bucket for tokens), the batch limit measured

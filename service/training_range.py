@@ -4,9 +4,9 @@ A regression or an MLP answers any finite input, and far outside its training da
 extrapolation: the housing model prices a 100,000 m2 flat as readily as a 100 m2 one. Refusing such inputs
 would break clients whose data has legitimately moved; an operator should see it happen instead. Training
 writes each feature's min and max over the training split into the manifest; this counts, per feature, the
-instances beyond them (`modelserve_inputs_outside_training_range_total`), against the instances served
-(`modelserve_rows_per_engine_call_sum`), and an alert fires when the share stays high. Models trained before
-the manifest had ranges are served without the count.
+instances beyond them (`modelserve_inputs_outside_training_range_total`) in each engine call the batcher runs,
+against the instances served (`modelserve_rows_per_engine_call_sum`), and an alert fires when the share stays
+high. Models trained before the manifest had ranges are served without the count.
 
 Token models have no features to bound; their analogue is the sequence length. Training writes the shortest
 and longest sequence of its split (`training_lengths`), and instances outside them count under the feature

@@ -1,11 +1,15 @@
 """Instances outside the training range are answered as usual and counted per feature in /metrics."""
 
+import asyncio
+
 import httpx
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from service.batching import ModelBatcher
 from service.training_range import TokenLengthRange, TrainingRange
+from tests.service.test_dispatch import TimedEngine, start_controller
 from tests.service.test_metrics import scrape, total
 
 SERIES = "modelserve_inputs_outside_training_range_total"
@@ -64,3 +68,27 @@ def test_token_lengths_count_tokens_other_than_padding_wherever_the_pad_id_lies(
     lengths, before = TokenLengthRange("unit", 3, 5, pad_id=7), outside()
     lengths.observe(np.array([[1, 2, 7, 7, 7, 7], [1, 2, 3, 7, 7, 7], [1, 2, 3, 4, 5, 7], [1, 2, 3, 4, 5, 6]]))
     assert outside() - before == 2  # 2 tokens (too short) and 6 (too long); 3 and 5 are inside
+
+
+def test_warm_up_is_not_counted_and_merged_batches_count_each_instance_once():
+    """The batcher counts each engine call's instances (once per merged batch, not per request): every
+    instance of a burst is counted exactly once, and warm-up's calls not at all."""
+    def outside(feature: str) -> float:
+        return REGISTRY.get_sample_value(SERIES, {"model": "merge-test", "feature": feature}) or 0.0
+
+    engine = TimedEngine(seconds=0.002)
+    batcher = ModelBatcher("merge-test", engine, "onnx", None, max_batch_size=64, max_latency_ms=60_000,
+                           training_range=TrainingRange("merge-test", ("a", "b"), [0.0, 0.0], [1.0, 1.0]))
+    for _ in range(20):  # warm-up, with rows far outside the range
+        batcher.infer_direct(np.full((1, 2), 9.0, dtype=np.float32))
+    assert outside("a") == outside("b") == 0.0
+    batcher.recording = True
+
+    async def burst():
+        await start_controller(batcher, engine)  # (an in-range row)
+        requests = [[[0.5, 0.5]] * 2 + [[5.0, 0.5]] * (i % 3) + [[0.5, -1.0]] for i in range(12)]
+        await asyncio.gather(*(batcher.infer(np.array(r, dtype=np.float32)) for r in requests))
+
+    asyncio.run(burst())
+    assert len(engine.calls) < 12  # requests were merged
+    assert (outside("a"), outside("b")) == (sum(i % 3 for i in range(12)), 12.0)
