@@ -48,7 +48,7 @@ def run_wrk(url: str, body: dict | Framed, concurrency: int, seconds: float, row
     served = stats["requests"] - stats["status_errors"]
     seconds_run = stats["duration_us"] / 1e6
     return {"rows_per_s": served * rows_per_request / seconds_run, "errors": errors, "p50_ms": stats["p50_us"] / 1e3,
-            "p95_ms": stats["p95_us"] / 1e3, "p99_ms": stats["p99_us"] / 1e3,
+            "p95_ms": stats["p95_us"] / 1e3, "p99_ms": stats["p99_us"] / 1e3, "seconds": seconds_run,
             "wrk_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
@@ -71,6 +71,23 @@ def tree_rss_mb(process: subprocess.Popen | None) -> float:
         return 0.0
     root = psutil.Process(process.pid)
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+
+def tree_cpu_s(process: subprocess.Popen | None) -> float:
+    """CPU seconds (user + system) a server and its live worker processes have used so far."""
+    import psutil
+
+    if process is None or process.poll() is not None:
+        return 0.0
+    root = psutil.Process(process.pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def _session(onnx_file: Path, device: str = "cpu") -> onnxruntime.InferenceSession:

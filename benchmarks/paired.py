@@ -16,6 +16,12 @@ instance of the first system (a twin): its ratio to the first is what "no differ
 point, the noise floor to read the verdict against. Each ratio comes with a 90 % bootstrap interval over
 rounds; a point counts as slower only when its whole interval lies below 1.0, and more rounds narrow it.
 
+Beside rows/s, each window records the server's CPU time per row (its process and workers, from /proc). A
+neighbour that takes the machine's cores for a while moves a window's rows/s by tens of per cent but its CPU
+time per row far less, so for the cost of a change on the request path that is the steadier figure: at c=1
+the transformer's rows/s moved 0.48-1.81x between rounds of one run where the CPU per request of two
+servers, measured the same way, stayed within ±6 %.
+
 The default compares batching on and off:
 
     python benchmarks/paired.py --control                        # modelserve against modelserve-unbatched
@@ -30,7 +36,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from measure import describe_machine, run_wrk
+from measure import describe_machine, run_wrk, tree_cpu_s
 from serving import MODELS, check_answer, model_dirs
 from systems import BENCH, SYSTEMS, System
 
@@ -74,8 +80,12 @@ def _one_round(systems: list[System], dirs: dict, models: list[str], concurrenci
             for concurrency in concurrencies:
                 for system in order:
                     path, body = system.request(model, rows)
-                    runs[(model, concurrency)][systems.index(system)].append(
-                        run_wrk(system.url + path, body, concurrency, seconds, rows_per_request=rows))
+                    cpu_before = tree_cpu_s(system.process)
+                    run = run_wrk(system.url + path, body, concurrency, seconds, rows_per_request=rows)
+                    served_rows = run["rows_per_s"] * run["seconds"]
+                    run["server_cpu_us_per_row"] = (tree_cpu_s(system.process) - cpu_before) / served_rows * 1e6 \
+                        if served_rows else float("nan")
+                    runs[(model, concurrency)][systems.index(system)].append(run)
     finally:
         for system in systems:
             system.stop()
@@ -84,7 +94,12 @@ def _one_round(systems: list[System], dirs: dict, models: list[str], concurrenci
 def _summary(per_system: list[list[dict]], control: bool) -> dict:
     rows = [[r["rows_per_s"] for r in rs] for rs in per_system]
     medians = [statistics.median(r) for r in rows]
+    cpu = [[r["server_cpu_us_per_row"] for r in rs] for rs in per_system]
+    cpu_seen = all(c > 0 for rs in cpu for c in rs)  # (a server whose processes lie outside its tree reads 0)
     point = {"median_rows_per_s": medians,
+             "median_server_cpu_us_per_row": [statistics.median(c) for c in cpu],
+             "cpu_ratio_of_medians": statistics.median(cpu[0]) / statistics.median(cpu[1]) if cpu_seen else None,
+             "cpu_ratio_interval_90": interval(cpu[0], cpu[1]) if cpu_seen else None,
              "round_ratios": [x / y for x, y in zip(rows[0], rows[1])],
              "errors": [sum(r["errors"] for r in rs) for rs in per_system],
              "median_p99_ms": [statistics.median(r["p99_ms"] for r in rs) for rs in per_system],
@@ -93,6 +108,8 @@ def _summary(per_system: list[list[dict]], control: bool) -> dict:
         point["control_round_ratios"] = [x / y for x, y in zip(rows[0], rows[2])]
         point["control_ratio_of_medians"] = medians[0] / medians[2]
         point["control_interval_90"] = interval(rows[0], rows[2])
+        point["control_cpu_ratio_of_medians"] = statistics.median(cpu[0]) / statistics.median(cpu[2]) if cpu_seen \
+            else None
     return point
 
 
@@ -116,7 +133,8 @@ def paired(keys: list[str], models: list[str], concurrencies: list[int], rounds:
             twin = f"; twin {point['control_ratio_of_medians']:.2f}x" if control else ""
             print(f"{model:12s} c={concurrency:<4d} {point['median_rows_per_s'][0]:9,.0f} against "
                   f"{point['median_rows_per_s'][1]:9,.0f} rows/s: {point['ratio_of_medians']:.2f}x "
-                  f"(rounds {', '.join(f'{r:.2f}' for r in point['round_ratios'])}){twin}", flush=True)
+                  f"(rounds {', '.join(f'{r:.2f}' for r in point['round_ratios'])}){twin}; server CPU per row "
+                  f"{point['cpu_ratio_of_medians'] or float('nan'):.2f}x", flush=True)
     return result
 
 
@@ -137,16 +155,22 @@ def write(result: dict, out: Path, stem: str) -> None:
              + (" The twin is a second instance of the first system: its ratio is the noise floor." if control else ""),
              "", "| model | concurrency | rows/s (first) | rows/s (second) | ratio of medians | 90 % interval | "
              "each round | " + ("first against its twin: ratio, interval (each round) | " if control else "")
-             + "p99 ms (first / second) | errors |", "|---|---:|---:|---:|---:|---:|---|" + ("---|" if control else "")
-             + "---:|---:|"]
+             + "server CPU us/row (first / second) | CPU ratio, interval" + (" (twin)" if control else "")
+             + " | p99 ms (first / second) | errors |",
+             "|---|---:|---:|---:|---:|---:|---|" + ("---|" if control else "") + "---:|---:|---:|---:|"]
     for model, points in result["points"].items():
         for concurrency, p in points.items():
             first_rows, second_rows = p["median_rows_per_s"][:2]
             twin = (f" {p['control_ratio_of_medians']:.2f}, {_span(p['control_interval_90'])} "
                     f"({', '.join(f'{r:.2f}' for r in p['control_round_ratios'])}) |" if control else "")
+            cpu_ratio = (f"{p['cpu_ratio_of_medians']:.2f}, {_span(p['cpu_ratio_interval_90'])}"
+                         + (f" ({p['control_cpu_ratio_of_medians']:.2f})" if control else "")
+                         if p["cpu_ratio_of_medians"] is not None else "n/a")
             lines.append(f"| {model} | {concurrency} | {first_rows:,.0f} | {second_rows:,.0f}"
                          f" | {p['ratio_of_medians']:.2f} | {_span(p['ratio_interval_90'])}"
                          f" | {', '.join(f'{r:.2f}' for r in p['round_ratios'])} |{twin} "
+                         f"{p['median_server_cpu_us_per_row'][0]:.1f} / {p['median_server_cpu_us_per_row'][1]:.1f} | "
+                         f"{cpu_ratio} | "
                          f"{p['median_p99_ms'][0]:.1f} / {p['median_p99_ms'][1]:.1f} | {sum(p['errors'])} |")
     lines += ["", _verdict(result)]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")

@@ -89,7 +89,13 @@ def test_paired_benchmark_alternates_fresh_servers_beside_a_twin_and_writes_resu
     low, high = point["ratio_interval_90"]
     assert low == min(point["round_ratios"]) and high == max(point["round_ratios"])
     assert point["control_interval_90"] == [min(point["control_round_ratios"]), max(point["control_round_ratios"])]
+    # the server's CPU per row counts its workers too: a served HTTP request takes tens of microseconds at least,
+    # where the launcher alone (idle while its workers serve) would read as nearly nothing
+    cpu = point["median_server_cpu_us_per_row"]
+    assert len(cpu) == 3 and all(10 < c < 10_000 for c in cpu), cpu
+    assert point["cpu_ratio_of_medians"] == cpu[0] / cpu[1]
     report = (tmp_path / "paired.md").read_text()
+    assert f"{cpu[0]:.1f} / {cpu[1]:.1f}" in report
     assert "| regression | 8 |" in report and "twin" in report and f"{low:.2f}-{high:.2f}" in report
     logs = [Path(log) for per_round in result["server_logs_by_round"] for log in per_round]
     assert len(set(logs)) == 6 and all("regression" in log.read_text() for log in logs)  # 3 fresh servers a round
