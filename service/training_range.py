@@ -58,6 +58,11 @@ class TokenLengthRange(TrainingRange):
     def observe(self, ids: np.ndarray) -> None:
         """Count this engine call's (N, L) int64 padded sequences shorter or longer than in training. Integer
         bounds, not the base class's float32 arrays: the mixed-type comparison cost a single row 2 us more."""
+        if ids.shape[0] == 1:  # a lone row, as at c=1: one count over the array costs 3 us in place of 7
+            length = ids.shape[1] - np.count_nonzero(ids == self.pad_id)
+            if not self.shortest <= length <= self.longest:
+                self._counters[0].inc()
+            return
         lengths = (ids != self.pad_id).sum(axis=1)  # (N,)
         outside = np.count_nonzero((lengths < self.shortest) | (lengths > self.longest))
         if outside:

@@ -68,6 +68,9 @@ def test_token_lengths_count_tokens_other_than_padding_wherever_the_pad_id_lies(
     lengths, before = TokenLengthRange("unit", 3, 5, pad_id=7), outside()
     lengths.observe(np.array([[1, 2, 7, 7, 7, 7], [1, 2, 3, 7, 7, 7], [1, 2, 3, 4, 5, 7], [1, 2, 3, 4, 5, 6]]))
     assert outside() - before == 2  # 2 tokens (too short) and 6 (too long); 3 and 5 are inside
+    for row in ([[1, 2, 7, 7, 7, 7]], [[1, 2, 3, 7, 7, 7]], [[7, 1, 2, 3, 4, 5]], [[1, 2, 3, 4, 5, 6]]):
+        lengths.observe(np.array(row))  # one row at a time, as at c=1 (a path of its own)
+    assert outside() - before == 4
 
 
 def test_warm_up_is_not_counted_and_merged_batches_count_each_instance_once():
