@@ -36,8 +36,6 @@ class ServedModel:
     backend: str
     device: str
     ready: bool = False
-    """Each feature's range in training, to count instances outside it; None for token models and models
-    trained before manifests had it."""
 
     @property
     def name(self) -> str:

@@ -33,10 +33,7 @@ class TrainingRange:
         return None if spec is None else cls(model, names, spec["min"], spec["max"])
 
     def observe(self, batch: np.ndarray) -> None:
-        """Count this request's (N, F) float32 instances outside the range, per feature."""
-        self._count(batch)
-
-    def _count(self, batch: np.ndarray) -> None:
+        """Count this engine call's (N, F) float32 instances outside the range, per feature."""
         outside = (batch < self.low) | (batch > self.high)  # (N, F)
         if np.count_nonzero(outside):  # a third of .any()'s cost on a single row
             for feature in np.flatnonzero(outside.any(axis=0)):
