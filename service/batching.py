@@ -25,7 +25,7 @@ from service.batch_limit import BatchLimits
 from service.engine_cost import EngineCost
 from service.errors import Overloaded
 from service.in_flight import REQUESTS
-from service.training_range import TrainingRange
+from service.training_range import TokenTrainingRange, TrainingRange
 
 log = logging.getLogger("modelserve")
 
@@ -189,7 +189,8 @@ def _overloaded():
 
 class ModelBatcher:
     def __init__(self, model: str, engine, backend: str, pad_id: int | None, max_batch_size: int,
-                 max_latency_ms: int, batching: bool = True, training_range: TrainingRange | None = None) -> None:
+                 max_latency_ms: int, batching: bool = True,
+                 training_range: TrainingRange | TokenTrainingRange | None = None) -> None:
         self.engine = engine
         self.batching = batching
         self.pad_id = pad_id  # None for feature models; token batches of different lengths get padded

@@ -23,7 +23,7 @@ from service.config import ServeConfig
 from service.engines import SmallBatchesOnCpu, load_engine, resolve_device
 from service.errors import InvalidInput, ModelNotReady, TooManyInstances, UnknownModel
 from service.inputs import FeatureSchema, TokenSchema
-from service.training_range import TokenLengthRange, TrainingRange
+from service.training_range import TokenTrainingRange, TrainingRange
 
 log = logging.getLogger("modelserve")
 
@@ -88,7 +88,7 @@ class ModelRegistry:
             spec = manifest["inputs"][0]
             schema = TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])
             pad_id = schema.pad_id
-            training_range = TokenLengthRange.from_manifest(artifacts.name, pad_id, manifest)
+            training_range = TokenTrainingRange.from_manifest(artifacts.name, manifest)
         else:
             schema, pad_id = FeatureSchema(tuple(manifest["feature_names"])), None
             training_range = TrainingRange.from_manifest(artifacts.name, schema.names, manifest)

@@ -8,9 +8,11 @@ instances beyond them (`modelserve_inputs_outside_training_range_total`) in each
 against the instances served (`modelserve_rows_per_engine_call_sum`), and an alert fires when the share stays
 high. Models trained before the manifest had ranges are served without the count.
 
-Token models have no features to bound; their analogue is the sequence length. Training writes the shortest
-and longest sequence of its split (`training_lengths`), and instances outside them count under the feature
-`length`: the built-in transformer learned from 4 to 32 bytes, so a stream of 2-byte requests shows up.
+Token models have no features to bound; their analogues are the sequence length and the ids themselves.
+Training writes the shortest and longest sequence of its split (`training_lengths`) and the ids it holds
+(`training_tokens`). Instances outside the lengths count under the feature `length`, and those holding an id
+never seen in training under `unseen_token`: the built-in transformer learned from 4 to 32 lowercase letters,
+so a stream of 2-byte requests, or of capitalised text, shows up.
 """
 
 import numpy as np
@@ -40,27 +42,46 @@ class TrainingRange:
                 self._counters[feature].inc(int(outside[:, feature].sum()))
 
 
-class TokenLengthRange(TrainingRange):
-    """The range of sequence lengths (tokens other than padding) in the training split, as one feature."""
+class TokenTrainingRange:
+    """What token sequences looked like in the training split, as two features: `length`, the shortest and longest
+    sequence (tokens other than padding), and `unseen_token`, instances holding an id that never occurs there."""
 
-    def __init__(self, model: str, shortest: int, longest: int, pad_id: int) -> None:
-        super().__init__(model, ("length",), [shortest], [longest])
+    def __init__(self, model: str, shortest: int, longest: int, pad_id: int, vocab_size: int,
+                 seen: list[int] | None = None) -> None:
         self.shortest, self.longest, self.pad_id = shortest, longest, pad_id
+        self._length = metrics.INPUTS_OUTSIDE_TRAINING_RANGE.labels(model=model, feature="length")
+        self.unseen = None  # (V,) True for ids absent from training; None: a manifest without the list
+        if seen is not None:
+            self.unseen = np.ones(vocab_size, dtype=bool)
+            self.unseen[seen] = False
+            self.unseen[pad_id] = False
+            self._unseen_token = metrics.INPUTS_OUTSIDE_TRAINING_RANGE.labels(model=model, feature="unseen_token")
 
     @classmethod
-    def from_manifest(cls, model: str, pad_id: int, manifest: dict) -> "TokenLengthRange | None":
-        spec = manifest["inputs"][0].get("training_lengths")
-        return None if spec is None else cls(model, spec["min"], spec["max"], pad_id)
+    def from_manifest(cls, model: str, manifest: dict) -> "TokenTrainingRange | None":
+        spec = manifest["inputs"][0]
+        lengths = spec.get("training_lengths")
+        if lengths is None:
+            return None
+        return cls(model, lengths["min"], lengths["max"], spec["pad_id"], spec["vocab_size"],
+                   spec.get("training_tokens"))
 
     def observe(self, ids: np.ndarray) -> None:
-        """Count this engine call's (N, L) int64 padded sequences shorter or longer than in training. Integer
-        bounds, not the base class's float32 arrays: the mixed-type comparison cost a single row 2 us more."""
+        """Count this engine call's (N, L) int64 padded sequences shorter or longer than in training, and those
+        holding an unseen id. Ids are in the vocabulary (the parser refuses others). Integer bounds, not float32
+        arrays as for features: the mixed-type comparison cost a single row 2 us more."""
         if ids.shape[0] == 1:  # a lone row, as at c=1: one count over the array costs 3 us in place of 7
             length = ids.shape[1] - np.count_nonzero(ids == self.pad_id)
             if not self.shortest <= length <= self.longest:
-                self._counters[0].inc()
+                self._length.inc()
+            if self.unseen is not None and np.count_nonzero(self.unseen[ids]):
+                self._unseen_token.inc()
             return
         lengths = (ids != self.pad_id).sum(axis=1)  # (N,)
         outside = np.count_nonzero((lengths < self.shortest) | (lengths > self.longest))
         if outside:
-            self._counters[0].inc(outside)
+            self._length.inc(outside)
+        if self.unseen is not None:
+            holding = np.count_nonzero(self.unseen[ids].any(axis=1))  # (N, L) -> instances with an unseen id
+            if holding:
+                self._unseen_token.inc(holding)

@@ -28,11 +28,14 @@ LOSS_CURVE = "loss_curve.png"
 def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[dict]]:
     """Input/output tensors in Open Inference Protocol terms; -1 marks a dynamic axis."""
     if input_kind(model_name) == "tokens":
-        # The shortest and longest sequence in the training split: the service counts instances outside them.
+        # The shortest and longest sequence in the training split, and the ids it holds: the service counts
+        # instances outside them (drift).
         lengths = (data.inputs != config.pad_id).sum(1)  # (N,)
+        seen = sorted(set(data.inputs.unique().tolist()) - {config.pad_id})
         inputs = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "max_len": config.max_len,
                    "vocab_size": config.vocab_size, "pad_id": config.pad_id,
-                   "training_lengths": {"min": int(lengths.min()), "max": int(lengths.max())}}]
+                   "training_lengths": {"min": int(lengths.min()), "max": int(lengths.max())},
+                   "training_tokens": seen}]
     else:
         # Each feature's range in the training split: the service counts instances outside it (drift).
         inputs = [{"name": "features", "datatype": "FP32", "shape": [-1, len(data.feature_names)],

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from service.batching import ModelBatcher
-from service.training_range import TokenLengthRange, TrainingRange
+from service.training_range import TokenTrainingRange, TrainingRange
 from tests.service.test_dispatch import TimedEngine, start_controller
 from tests.service.test_metrics import scrape, total
 
@@ -35,42 +35,55 @@ def test_out_of_range_instances_are_answered_and_counted_per_feature(onnx_server
     assert moved == {"area_m2": 3, "age_years": 2}  # the training minimum and maximum themselves are inside
 
 
-def test_token_sequences_shorter_or_longer_than_in_training_are_counted_as_length(onnx_server, trained):
+def test_token_sequences_of_lengths_or_ids_unseen_in_training_are_counted(onnx_server, trained):
     lengths = trained["transformer"]["manifest"]["inputs"][0]["training_lengths"]  # the order task: 4 to 32
     shortest, longest = "ab" + "c" * (lengths["min"] - 2), "ab" + "c" * (lengths["max"] - 2)
     too_short = "ab" + "c" * (lengths["min"] - 3)
     before = scrape(onnx_server.url)
-    # Text, and ids padded out to the longest instance: padding is not length.
+    # Text, and ids padded out to the longest instance: padding is not length. Training saw lowercase letters only.
     v1 = httpx.post(f"{onnx_server.url}/v1/models/transformer:predict", timeout=30, json={"instances": [
-        shortest, longest, too_short, "ba", [101, 102, 0, 0, 0, 0], [101, 102, 103, 104]]})
+        shortest, longest, too_short, "ba", [101, 102, 0, 0, 0, 0], [101, 102, 103, 104], "xqaZZbk", "Ab"]})
     v2 = httpx.post(f"{onnx_server.url}/v2/models/transformer/infer", timeout=30, json={"inputs": [
         {"name": "input_ids", "datatype": "INT64", "shape": [2, 4], "data": [101, 102, 0, 0, 101, 102, 103, 104]}]})
     after = scrape(onnx_server.url)
 
     assert v1.status_code == v2.status_code == 200, (v1.text, v2.text)
-    assert len(v1.json()["predictions"]) == 6
-    moved = total(after, SERIES, model="transformer", feature="length") - total(
-        before, SERIES, model="transformer", feature="length")
-    assert moved == 4  # too_short, "ba" and a padded pair in v1; the padded pair in v2
+    assert len(v1.json()["predictions"]) == 8
+    moved = {feature: total(after, SERIES, model="transformer", feature=feature)
+             - total(before, SERIES, model="transformer", feature=feature) for feature in ("length", "unseen_token")}
+    # length: too_short, "ba", "Ab" and a padded pair in v1, the padded pair in v2; unseen: the two with capitals
+    assert moved == {"length": 5, "unseen_token": 2}
 
 
 def test_a_manifest_without_a_range_serves_without_the_count_and_a_broken_one_is_refused():
     assert TrainingRange.from_manifest("old", ("a",), {"inputs": [{"name": "features"}]}) is None
     with pytest.raises(ValueError, match="1 minima and 2 maxima for 2 features"):
         TrainingRange.from_manifest("bad", ("a", "b"), {"inputs": [{"training_range": {"min": [0], "max": [1, 2]}}]})
-    assert TokenLengthRange.from_manifest("old", 0, {"inputs": [{"name": "input_ids"}]}) is None
+    assert TokenTrainingRange.from_manifest("old", {"inputs": [{"name": "input_ids", "pad_id": 0}]}) is None
 
 
 def test_token_lengths_count_tokens_other_than_padding_wherever_the_pad_id_lies():
     def outside() -> float:
         return REGISTRY.get_sample_value(SERIES, {"model": "unit", "feature": "length"}) or 0.0
 
-    lengths, before = TokenLengthRange("unit", 3, 5, pad_id=7), outside()
+    lengths, before = TokenTrainingRange("unit", 3, 5, pad_id=7, vocab_size=8), outside()
     lengths.observe(np.array([[1, 2, 7, 7, 7, 7], [1, 2, 3, 7, 7, 7], [1, 2, 3, 4, 5, 7], [1, 2, 3, 4, 5, 6]]))
     assert outside() - before == 2  # 2 tokens (too short) and 6 (too long); 3 and 5 are inside
     for row in ([[1, 2, 7, 7, 7, 7]], [[1, 2, 3, 7, 7, 7]], [[7, 1, 2, 3, 4, 5]], [[1, 2, 3, 4, 5, 6]]):
         lengths.observe(np.array(row))  # one row at a time, as at c=1 (a path of its own)
     assert outside() - before == 4
+
+
+def test_instances_holding_an_id_unseen_in_training_are_counted_once_each():
+    def unseen() -> float:
+        return REGISTRY.get_sample_value(SERIES, {"model": "ids", "feature": "unseen_token"}) or 0.0
+
+    ids, before = TokenTrainingRange("ids", 1, 6, pad_id=0, vocab_size=10, seen=[3, 4, 5]), unseen()
+    ids.observe(np.array([[3, 4, 0, 0], [3, 9, 9, 0], [5, 5, 5, 5], [1, 3, 0, 0]]))  # (padding is never unseen)
+    assert unseen() - before == 2  # the rows holding 9 and 1, each counted once however many unseen ids
+    for row in ([[3, 4, 0, 0]], [[3, 9, 9, 0]], [[2]]):
+        ids.observe(np.array(row))  # one row at a time, as at c=1
+    assert unseen() - before == 4
 
 
 def test_warm_up_is_not_counted_and_merged_batches_count_each_instance_once():

@@ -55,6 +55,9 @@ def test_manifest_describes_the_served_interface(trained, name):
         lengths = (train_split.inputs != 0).sum(1)
         assert manifest["inputs"][0]["training_lengths"] == {"min": lengths.min().item(), "max": lengths.max().item()}
         assert manifest["inputs"][0]["training_lengths"] == {"min": 4, "max": 32}
+        # The ids it holds: the byte tokens of the lowercase letters, never padding.
+        assert manifest["inputs"][0]["training_tokens"] == sorted(set(train_split.inputs.unique().tolist()) - {0})
+        assert manifest["inputs"][0]["training_tokens"] == [ord(c) + 4 for c in "abcdefghijklmnopqrstuvwxyz"]
         assert manifest["outputs"][0] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}
 
 
