@@ -16,11 +16,11 @@ instance of the first system (a twin): its ratio to the first is what "no differ
 point, the noise floor to read the verdict against. Each ratio comes with a 90 % bootstrap interval over
 rounds; a point counts as slower only when its whole interval lies below 1.0, and more rounds narrow it.
 
-Beside rows/s, each window records the server's CPU time per row (its process and workers, from /proc). A
-neighbour that takes the machine's cores for a while moves a window's rows/s by tens of per cent but its CPU
-time per row far less, so for the cost of a change on the request path that is the steadier figure: at c=1
-the transformer's rows/s moved 0.48-1.81x between rounds of one run where the CPU per request of two
-servers, measured the same way, stayed within ±6 %.
+Beside rows/s, each window records the server's CPU time per row (its process and workers, via psutil). A
+neighbour that takes the machine's cores for a while moves a window's rows/s by tens of per cent (at c=1 the
+transformer's rounds spread 0.48-1.81x in one run); CPU time per row moves less, though not nothing: in four
+points of one run the twins' CPU ratios were 0.91-1.03 where their rows/s ratios were 0.95-1.09. For the cost
+of a change on the request path it is a second reading, not a replacement.
 
 The default compares batching on and off:
 

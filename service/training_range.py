@@ -52,6 +52,8 @@ class TokenTrainingRange:
         self._length = metrics.INPUTS_OUTSIDE_TRAINING_RANGE.labels(model=model, feature="length")
         self.unseen = None  # (V,) True for ids absent from training; None: a manifest without the list
         if seen is not None:
+            if any(not 0 <= i < vocab_size for i in seen):
+                raise ValueError(f"training_tokens holds ids outside the vocabulary of {vocab_size}")
             self.unseen = np.ones(vocab_size, dtype=bool)
             self.unseen[seen] = False
             self.unseen[pad_id] = False

@@ -60,6 +60,9 @@ def test_a_manifest_without_a_range_serves_without_the_count_and_a_broken_one_is
     with pytest.raises(ValueError, match="1 minima and 2 maxima for 2 features"):
         TrainingRange.from_manifest("bad", ("a", "b"), {"inputs": [{"training_range": {"min": [0], "max": [1, 2]}}]})
     assert TokenTrainingRange.from_manifest("old", {"inputs": [{"name": "input_ids", "pad_id": 0}]}) is None
+    with pytest.raises(ValueError, match="outside the vocabulary of 10"):
+        TokenTrainingRange.from_manifest("bad", {"inputs": [{"pad_id": 0, "vocab_size": 10, "training_tokens": [3, 10],
+                                                             "training_lengths": {"min": 1, "max": 4}}]})
 
 
 def test_token_lengths_count_tokens_other_than_padding_wherever_the_pad_id_lies():
