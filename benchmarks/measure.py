@@ -52,6 +52,19 @@ def run_wrk(url: str, body: dict | Framed, concurrency: int, seconds: float, row
             "wrk_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
+def measure_window(system, path: str, body: dict | Framed, concurrency: int, seconds: float,
+                   rows_per_request: int = 1) -> dict:
+    """One wrk window against a running system, with the server's CPU time per served row beside its rows/s:
+    the CPU of its process and every worker under it (Ray Serve's raylet, GCS and replicas are children of the
+    peer's process too). A window that served nothing has no such figure (NaN)."""
+    cpu_before = tree_cpu_s(system.process)
+    point = run_wrk(system.url + path, body, concurrency, seconds, rows_per_request)
+    served_rows = point["rows_per_s"] * point["seconds"]
+    point["server_cpu_us_per_row"] = (tree_cpu_s(system.process) - cpu_before) / served_rows * 1e6 \
+        if served_rows else float("nan")
+    return point
+
+
 def engine_calls(url: str, model: str) -> tuple[float, float]:
     """(rows, engine calls) so far, from the service's modelserve_rows_per_engine_call histogram."""
     text = httpx.get(f"{url}/metrics", timeout=10).text

@@ -36,7 +36,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from measure import describe_machine, run_wrk, tree_cpu_s
+from measure import describe_machine, measure_window, run_wrk
 from serving import MODELS, check_answer, model_dirs
 from systems import BENCH, SYSTEMS, System
 
@@ -80,11 +80,7 @@ def _one_round(systems: list[System], dirs: dict, models: list[str], concurrenci
             for concurrency in concurrencies:
                 for system in order:
                     path, body = system.request(model, rows)
-                    cpu_before = tree_cpu_s(system.process)
-                    run = run_wrk(system.url + path, body, concurrency, seconds, rows_per_request=rows)
-                    served_rows = run["rows_per_s"] * run["seconds"]
-                    run["server_cpu_us_per_row"] = (tree_cpu_s(system.process) - cpu_before) / served_rows * 1e6 \
-                        if served_rows else float("nan")
+                    run = measure_window(system, path, body, concurrency, seconds, rows_per_request=rows)
                     runs[(model, concurrency)][systems.index(system)].append(run)
     finally:
         for system in systems:

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from measure import describe_machine, engine_calls, raw_engine, raw_output, run_wrk, tree_rss_mb
+from measure import describe_machine, engine_calls, measure_window, raw_engine, raw_output, run_wrk, tree_rss_mb
 from serving_report import write_report
 from systems import BENCH, GPU_ONLY, REPO, SYSTEMS, WORKERS, Modelserve, System, served_device
 
@@ -87,19 +87,20 @@ def measure_model(system: System, model: str, concurrencies: list[int], seconds:
     points = {}
     for concurrency in concurrencies:
         before = engine_calls(system.url, model) if system.has_metrics else None
-        point = run_wrk(system.url + path, body, concurrency, seconds)
+        point = measure_window(system, path, body, concurrency, seconds)
         if before:
             after = engine_calls(system.url, model)
             point["rows_per_engine_call"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
         points[str(concurrency)] = point
         print(f"{system.name:40s} {model:17s} c={concurrency:<4d} {point['rows_per_s']:9,.0f} rows/s "
-              f"p99 {point['p99_ms']:7.1f} ms errors {point['errors']}", flush=True)
+              f"p99 {point['p99_ms']:7.1f} ms server CPU {point['server_cpu_us_per_row']:6.1f} us/row "
+              f"errors {point['errors']}", flush=True)
     if not bulk:
         return points, None
     path, body = system.request(model, BULK_ROWS)
-    bulk_point = run_wrk(system.url + path, body, BULK_CONCURRENCY, seconds, rows_per_request=BULK_ROWS)
+    bulk_point = measure_window(system, path, body, BULK_CONCURRENCY, seconds, rows_per_request=BULK_ROWS)
     print(f"{system.name:40s} {model:17s} bulk {BULK_ROWS}x{BULK_CONCURRENCY} {bulk_point['rows_per_s']:9,.0f} rows/s "
-          f"errors {bulk_point['errors']}", flush=True)
+          f"server CPU {bulk_point['server_cpu_us_per_row']:.1f} us/row errors {bulk_point['errors']}", flush=True)
     return points, bulk_point
 
 

@@ -8,6 +8,12 @@ from targets import judge, markdown
 PROFILING_NOTES = Path(__file__).with_name("profiling.md")
 
 
+def _cpu(point: dict) -> str:
+    """The server's CPU time per served row (its process and workers); blank in results from before it was kept."""
+    cpu = point.get("server_cpu_us_per_row")
+    return "" if cpu is None or cpu != cpu else f"{cpu:,.1f}"
+
+
 def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
@@ -20,24 +26,24 @@ def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) 
         where = "CUDA provider" if results.get("raw_device") == "cuda" else "1 thread"
         lines += [f"## {model}", "", f"Raw engine (ONNX Runtime, {where}, in-process), rows/s: {formed}.", "",
                   "| system | concurrency | rows/s | p50 ms | p95 ms | p99 ms | errors | rows/engine call | "
-                  "served/raw (batch 1) | raw at that batch | wrk CPU s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "served/raw (batch 1) | raw at that batch | server CPU µs/row | wrk CPU s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for system, per_model in results["systems"].items():
             for concurrency, p in per_model.get(model, {}).items():
                 call = f"{p['rows_per_engine_call']:.1f}" if "rows_per_engine_call" in p else ""
                 raw_there = f"{p['raw_at_formed_batch']:,.0f}" if "raw_at_formed_batch" in p else ""
                 lines.append(f"| {system} | {concurrency} | {p['rows_per_s']:,.0f} | {p['p50_ms']:.1f} | "
                              f"{p['p95_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | {call} | "
-                             f"{p['served_over_raw_batch1']:.2f} | {raw_there} | {p['wrk_cpu_s']:.1f} |")
+                             f"{p['served_over_raw_batch1']:.2f} | {raw_there} | {_cpu(p)} | {p['wrk_cpu_s']:.1f} |")
         lines.append("")
     if results["bulk"]:
         lines += [f"## Bulk: {results['bulk_rows']} instances per request, concurrency {results['bulk_concurrency']}",
-                  "", f"| system | model | rows/s | of raw engine at batch {results['bulk_rows']} | p99 ms | errors |",
-                  "|---|---|---:|---:|---:|---:|"]
+                  "", f"| system | model | rows/s | of raw engine at batch {results['bulk_rows']} | p99 ms | errors | "
+                  "server CPU µs/row |", "|---|---|---:|---:|---:|---:|---:|"]
         for system, per_model in results["bulk"].items():
             for model, p in per_model.items():
                 lines.append(f"| {system} | {model} | {p['rows_per_s']:,.0f} | {p['served_over_raw_batch64']:.2f} | "
-                             f"{p['p99_ms']:.1f} | {p['errors']} |")
+                             f"{p['p99_ms']:.1f} | {p['errors']} | {_cpu(p)} |")
         lines.append("")
     lines += ["## Memory: peak resident set of the server and its workers during its runs", "",
               "| system | peak RSS MiB |", "|---|---:|"]
