@@ -6,15 +6,16 @@ import torch
 from torch import nn
 
 from models._validation import raise_if_problems, type_problems
+from models.column_encoder import ColumnEncoder, TabularInputs
 from models.scaling import Standardizer
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
 @dataclass
-class MLPConfig:
+class MLPConfig(TabularInputs):
     n_features: int = 1
-    """Number of input features F."""
+    """Columns F of the raw row (numeric and categorical)."""
     n_outputs: int = 1
     """Targets T for regression, classes C for classification (2 for binary)."""
     hidden_sizes: tuple[int, ...] = field(default=(64, 64))
@@ -27,9 +28,7 @@ class MLPConfig:
     def __post_init__(self) -> None:
         raise_if_problems("MLPConfig", type_problems(self))  # (the checks below compare numbers)
         self.hidden_sizes = tuple(self.hidden_sizes)
-        problems = []
-        if self.n_features < 1:
-            problems.append(f"n_features must be >= 1, got {self.n_features}")
+        problems = self.input_problems()
         if self.n_outputs < 1:
             problems.append(f"n_outputs must be >= 1, got {self.n_outputs}")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
@@ -51,9 +50,9 @@ class MLP(nn.Module):
     def __init__(self, config: MLPConfig) -> None:
         super().__init__()
         self.config = config
-        self.input_scaler = Standardizer(config.n_features)
+        self.encoder = ColumnEncoder(config)
         layers: list[nn.Module] = []
-        width = config.n_features
+        width = self.encoder.width
         for hidden in config.hidden_sizes:
             layers += [nn.Linear(width, hidden), ACTIVATIONS[config.activation](), nn.Dropout(config.dropout)]
             width = hidden
@@ -62,5 +61,5 @@ class MLP(nn.Module):
         self.output_scaler = Standardizer(config.n_outputs)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        z = self.input_scaler(features)  # (B, F)
+        z = self.encoder(features)  # (B, F) raw -> (B, width)
         return self.output_scaler.inverse(self.net(z))  # (B, T or C)

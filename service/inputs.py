@@ -5,11 +5,12 @@ run, to name the first bad instance. Large valid requests never pay for Python l
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from models.columns import MISSING_CODE, Column, category_key
 from models.tokenizer import ByteTokenizer
 from service.errors import InvalidInput
 
@@ -33,33 +34,101 @@ def kind_of(value: Any) -> str:
 @dataclass(frozen=True)
 class FeatureSchema:
     names: tuple[str, ...]
+    columns: tuple[Column, ...] | None = None
+    """What each column is (models/columns.py); None for a model trained before columns had kinds: numbers only,
+    no gaps."""
+    unseen_category: Any = field(default=None, compare=False)
+    """Counter of instances holding a category never seen in training (the drift metric), or None."""
+
+    @property
+    def has_categories(self) -> bool:
+        return self.columns is not None and any(c.is_categorical for c in self.columns)
 
     def parse(self, instances: list) -> np.ndarray:
         """Instances -> float32 (N, F): rows as lists in training order, or objects keyed by feature name.
 
-        JSON booleans in a row are read as 0/1, as numpy and pandas read them.
+        Numbers stay numbers (JSON booleans read as 0/1, as numpy and pandas read them); a category becomes its
+        code; a missing value (null) becomes NaN, or code 0 in a categorical column, where the model imputes.
         """
-        batch = self._numeric(instances)  # rows as lists: the common case, with no Python pass at all
+        batch = None if self.has_categories else self._numeric(instances)  # lists of numbers: no Python pass at all
         if batch is None:
             # One pass over instances (not values) to turn objects into rows, then the same again.
             rows = [self._row_from_object(i, inst) if isinstance(inst, dict) else inst
                     for i, inst in enumerate(instances)]
-            batch = self._numeric(rows)
+            batch = None if self.has_categories else self._numeric(rows)
             if batch is None:
-                self._explain(rows)
+                if self.columns is None:
+                    self._explain(rows)
+                batch = self._prepare(rows)
         return self.as_float32(batch)
 
     def as_float32(self, batch: np.ndarray) -> np.ndarray:
-        """(N, F) numbers -> the float32 the engines compute in, refusing NaN, inf and finite values past
-        float32's range (1e308 from JSON or FP64 would become inf here, and the model's answer with it)."""
+        """(N, F) numbers -> the float32 the engines compute in, refusing inf and finite values past float32's
+        range (1e308 from JSON or FP64 would become inf here, and the model's answer with it), NaN where the model
+        cannot impute it, and category codes outside a column's vocabulary."""
         with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused just below
             out = batch.astype(np.float32)
         if batch.dtype.kind == "f" and not np.isfinite(out).all():  # (integers are finite and fit float32)
-            i, j = map(int, np.argwhere(~np.isfinite(out))[0])
-            value = batch[i, j]
-            why = "is not a finite number" if not np.isfinite(value) else "is beyond float32's range (±3.4e38)"
-            raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: {value} {why}")
+            bad = np.isinf(out) if self.columns is not None else ~np.isfinite(out)  # (NaN: a gap, imputed inside)
+            if bad.any():
+                i, j = map(int, np.argwhere(bad)[0])
+                value = batch[i, j]
+                why = "is not a finite number" if not np.isfinite(value) else "is beyond float32's range (±3.4e38)"
+                raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: {value} {why}")
+        if self.has_categories:
+            self._check_codes(out)
         return out
+
+    def _check_codes(self, batch: np.ndarray) -> None:
+        """Codes sent as numbers (OIP `features`) must be whole numbers within the column's vocabulary."""
+        for j, column in enumerate(self.columns):
+            if column.is_categorical:
+                codes = batch[:, j]
+                bad = ~np.isnan(codes) & ((codes != np.floor(codes)) | (codes < 0) | (codes > len(column.vocabulary)))
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise InvalidInput(f"instance {i}, feature {column.name!r}: {codes[i]:g} is not a category code; "
+                                       f"codes run from 1 to {len(column.vocabulary)} (0: missing or unseen)")
+
+    def _prepare(self, rows: list) -> np.ndarray:
+        """Rows of raw values (numbers, category names, nulls) -> (N, F) float64, naming the first bad value."""
+        batch = np.empty((len(rows), len(self.names)), dtype=np.float64)
+        codes = [c.codes() if c.is_categorical else None for c in self.columns]
+        unseen = 0
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != len(self.names):
+                got = f"{len(row)} values" if isinstance(row, list) else kind_of(row)
+                raise InvalidInput(f"instance {i}: expected a list of {len(self.names)} values "
+                                   f"({', '.join(self.names)}) or an object keyed by feature name, got {got}")
+            seen_all = True
+            for j, (value, column) in enumerate(zip(row, self.columns)):
+                if value is None or (value == "" and column.is_categorical):
+                    batch[i, j] = MISSING_CODE if column.is_categorical else math.nan
+                elif column.is_categorical:
+                    code = codes[j].get(self._category(i, column, value))
+                    seen_all &= code is not None
+                    batch[i, j] = MISSING_CODE if code is None else code
+                elif isinstance(value, (int, float)):  # (booleans count as 0/1, as numpy reads them)
+                    batch[i, j] = value
+                else:
+                    raise InvalidInput(f"instance {i}, feature {column.name!r}: expected a number (or null for a "
+                                       f"missing value), got {kind_of(value)}")
+            unseen += not seen_all
+        if unseen and self.unseen_category is not None:
+            self.unseen_category.inc(unseen)
+        return batch
+
+    @staticmethod
+    def _category(i: int, column: Column, value) -> str:
+        """The vocabulary key of a category sent as JSON: a string, or an integer for an integer-coded column."""
+        if isinstance(value, str):
+            return value
+        if (column.value_type == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool)
+                and float(value).is_integer()):
+            return category_key(value)
+        expected = "an integer category" if column.value_type == "integer" else "a category name (a string)"
+        raise InvalidInput(f"instance {i}, feature {column.name!r}: expected {expected} or null for a missing "
+                           f"value, got {kind_of(value)}")
 
     def _numeric(self, rows: list) -> np.ndarray | None:
         """(N, F) numbers, or None when rows are ragged, hold non-numbers or have the wrong width."""

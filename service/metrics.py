@@ -23,7 +23,8 @@ QUEUE_WAIT_SECONDS = Histogram(
 INPUTS_OUTSIDE_TRAINING_RANGE = Counter(
     "modelserve_inputs_outside_training_range", "Instances with a feature below its minimum or above its maximum "
     "in the model's training split, by model and feature; for token models the features are `length` (tokens other "
-    "than padding) and `unseen_token` (holds an id absent from training) (service/training_range.py)",
+    "than padding) and `unseen_token` (holds an id absent from training); for tabular models `unseen_category` counts "
+    "instances holding a category absent from training (service/training_range.py, service/inputs.py)",
     ["model", "feature"])
 REJECTED_REQUESTS = Counter(
     "modelserve_rejected_requests", "Requests answered with an error status, by model and reason",

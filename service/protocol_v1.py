@@ -28,6 +28,7 @@ def model_metadata(model: ServedModel) -> dict:
         "name": model.name, "tag": model.artifacts.tag, "version": model.artifacts.version,
         "backend": model.backend, "device": model.device, "ready": model.ready, "task": model.task,
         "input_kind": manifest["input_kind"], "feature_names": manifest["feature_names"],
+        "columns": manifest.get("columns"),
         "class_names": manifest["class_names"], "inputs": manifest["inputs"], "outputs": manifest["outputs"],
         "metrics": manifest["metrics"], "created": manifest["created"],
     }

@@ -1,8 +1,10 @@
 """Open Inference Protocol (KServe v2): tensors in, tensors out, as Triton and KServe clients send them.
 
-Features come as FP32 `features` [N, F]; token models take INT64 `input_ids` [N, L] padded with 0,
-or BYTES `text` [N]. Outputs are FP32 `predictions` / `probabilities` [N, K], and for classifiers a
-BYTES `label` [N].
+Features come as FP32 `features` [N, F] (a categorical column holding its category's code, NaN where a value is
+missing), or, for models with column kinds, as one tensor per column named by the column: BYTES [N] of category
+names for a categorical column, FP32 (or FP64, INT64, INT32) [N] for a numeric one, `null` (JSON) or NaN (binary)
+where a value is missing. Token models take INT64 `input_ids` [N, L] padded with 0, or BYTES `text` [N]. Outputs are
+FP32 `predictions` / `probabilities` [N, K], and for classifiers a BYTES `label` [N].
 """
 
 import math
@@ -91,8 +93,47 @@ def _array(name: str, shape: list[int], datatype: str, data, allowed: tuple[str,
     return flat.reshape(shape)
 
 
+def _column_tensors(model: ServedModel, inputs: list, count_check) -> np.ndarray:
+    """One tensor per column (categories by name, gaps as null) -> an engine batch, through the v1 row parser so
+    that both protocols map and refuse values alike."""
+    schema = model.schema
+    tensors = {}
+    for index, spec in enumerate(inputs):
+        name, shape, datatype, data = _tensor(spec, index)
+        if name not in schema.names:
+            raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send 'features' [N, "
+                               f"{len(schema.names)}] or one tensor per column: {', '.join(schema.names)}")
+        if name in tensors:
+            raise InvalidInput(f"input {name!r} is sent twice")
+        tensors[name] = (shape, datatype, data)
+    missing = [n for n in schema.names if n not in tensors]
+    if missing:
+        raise InvalidInput(f"input {missing[0]!r} is missing; a tensor per column needs all of "
+                           f"{', '.join(schema.names)}")
+    rows = tensors[schema.names[0]][0][0] if tensors[schema.names[0]][0] else 0
+    count_check(rows)
+    values = []
+    for column in schema.columns:
+        shape, datatype, data = tensors[column.name]
+        if shape not in ([rows], [rows, 1]):
+            raise InvalidInput(f"input {column.name!r}: shape must be [{rows}] or [{rows}, 1] like the other "
+                               f"columns, got {shape}")
+        allowed = (("BYTES", "INT64", "INT32") if column.value_type == "integer" else ("BYTES",)) \
+            if column.is_categorical else ("FP32", "FP64", "INT64", "INT32")
+        if datatype not in allowed:
+            raise InvalidInput(f"input {column.name!r} ({column.kind}): datatype {datatype} is not supported here; "
+                               f"use {' or '.join(allowed)}")
+        flat = data.tolist() if isinstance(data, np.ndarray) else list(_flat(data))  # (an array: binary data)
+        if len(flat) != rows:
+            raise InvalidInput(f"input {column.name!r}: shape {shape} holds {rows} values but data has {len(flat)}")
+        values.append(flat)
+    return schema.parse([list(row) for row in zip(*values)])
+
+
 def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
-    """The request's single input tensor -> an engine batch."""
+    """The request's input tensor(s) -> an engine batch."""
+    if isinstance(inputs, list) and len(inputs) > 1 and not model.is_tokens and model.schema.columns is not None:
+        return _column_tensors(model, inputs, count_check)
     if not isinstance(inputs, list) or len(inputs) != 1:
         raise InvalidInput(f"'inputs' must be a list of exactly one tensor for model {model.name!r}")
     name, shape, datatype, data = _tensor(inputs[0], 0)
@@ -114,6 +155,8 @@ def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
         ids = _array(name, shape, datatype, data, ("INT64", "INT32"))
         return model.schema.check_id_matrix(ids.astype(np.int64))
     if name != "features":
+        if model.schema.columns is not None:
+            return _column_tensors(model, inputs, count_check)
         raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send 'features' (FP32)")
     width = len(model.schema.names)
     if len(shape) != 2 or shape[1] != width:
@@ -150,6 +193,9 @@ def model_metadata(model: ServedModel) -> dict:
     inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
     if model.is_tokens:
         inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
+    for column in model.schema.columns or () if not model.is_tokens else ():  # (the tensor-per-column form)
+        inputs.append({"name": column.name, "datatype": "BYTES" if column.is_categorical else "FP32", "shape": [-1],
+                       "parameters": column.to_dict()})
     outputs = [{"name": o["name"], "datatype": o["datatype"], "shape": o["shape"]} for o in model.manifest["outputs"]]
     if model.task != "regression":
         outputs.append({"name": "label", "datatype": "BYTES", "shape": [-1]})

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.columns import Column
 from service import metrics
 from service.artifacts import ArtifactError, ModelArtifacts, load_artifacts
 from service.batch_limit import (
@@ -90,7 +91,12 @@ class ModelRegistry:
             pad_id = schema.pad_id
             training_range = TokenTrainingRange.from_manifest(artifacts.name, manifest)
         else:
-            schema, pad_id = FeatureSchema(tuple(manifest["feature_names"])), None
+            columns = manifest.get("columns")  # (absent from models trained before columns had kinds)
+            schema = FeatureSchema(tuple(manifest["feature_names"]),
+                                   None if columns is None else tuple(Column.from_dict(c) for c in columns),
+                                   metrics.INPUTS_OUTSIDE_TRAINING_RANGE.labels(model=artifacts.name,
+                                                                                feature="unseen_category"))
+            pad_id = None
             training_range = TrainingRange.from_manifest(artifacts.name, schema.names, manifest)
         metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
         batcher = ModelBatcher(artifacts.name, engine, self.config.backend, pad_id, self.config.max_batch_size,

@@ -2,6 +2,7 @@
 
 import json
 import platform
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import onnxruntime
 import torch
 
 from models import ByteTokenizer, config_to_dict, input_kind
+from models.columns import MISSING_CODE
 from models.manifest import MANIFEST, sha256_of
+from training.choices import Choice
 from training.data import Dataset
 from training.export import PARITY_TOLERANCE, ServingGraph, export_onnx, export_torchscript, parity_cases
 from training.loop import TrainConfig, TrainResult, primary_metric
@@ -37,16 +40,32 @@ def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[
                    "training_lengths": {"min": int(lengths.min()), "max": int(lengths.max())},
                    "training_tokens": seen}]
     else:
-        # Each feature's range in the training split: the service counts instances outside it (drift).
+        # Each feature's range in the training split, gaps aside: the service counts instances outside it (drift).
+        # A categorical column's range is all its codes, 0 (missing or unseen) included: the service counts unseen
+        # categories itself, by name, where it maps them.
+        values = data.inputs.numpy()  # (N, F)
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)  # (F,)
+        for j, column in enumerate(data.columns or []):
+            if column.is_categorical:
+                low[j], high[j] = MISSING_CODE, len(column.vocabulary)
         inputs = [{"name": "features", "datatype": "FP32", "shape": [-1, len(data.feature_names)],
-                   "training_range": {"min": data.inputs.min(0).values.tolist(),
-                                      "max": data.inputs.max(0).values.tolist()}}]
+                   "training_range": {"min": low.tolist(), "max": high.tolist()}}]
     name = "predictions" if data.task == "regression" else "probabilities"
     return inputs, [{"name": name, "datatype": "FP32", "shape": [-1, data.n_outputs]}]
 
 
+def column_specs(model, data: Dataset) -> list[dict] | None:
+    """Each input column as the manifest records it (models/columns.py), with the fill value the graph uses."""
+    if data.columns is None:
+        return None
+    fill = iter(model.encoder.fill.tolist())  # (the numeric columns' medians, in column order)
+    return [(column if column.is_categorical else replace(column, fill_value=next(fill))).to_dict()
+            for column in data.columns]
+
+
 def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Dataset, val: Dataset,
-                    train_config: TrainConfig, device: str, world_size: int = 1) -> dict:
+                    train_config: TrainConfig, device: str, world_size: int = 1,
+                    choices: list[Choice] | None = None) -> dict:
     """Write checkpoint, TorchScript, ONNX (both parity-checked), tokenizer, loss curve and manifest."""
     model, config = result.model, result.model.config
     kind = input_kind(model_name)
@@ -59,7 +78,7 @@ def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Data
 
     graph = ServingGraph(model, classification).eval()
     max_len = getattr(config, "max_len", None) if kind == "tokens" else None
-    cases = parity_cases(val.inputs, kind, max_len)
+    cases = parity_cases(val.inputs, kind, max_len, train.columns)
     scale = torch.ones(1) if classification else train.targets.std(0).clamp(min=1e-12)
     parity = export_torchscript(graph, out / TORCHSCRIPT, cases, scale)
     parity += export_onnx(graph, out / ONNX, cases, scale, inputs[0]["name"], outputs[0]["name"], max_len)
@@ -75,13 +94,16 @@ def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Data
         "task": train.task,
         "input_kind": kind,
         "feature_names": train.feature_names,
+        "columns": column_specs(model, train),
         "target_names": train.target_names,
         "class_names": train.class_names,
         "inputs": inputs,
         "outputs": outputs,
         "model_config": config_to_dict(config),
         "train_config": vars(train_config),
-        "data": {"source": train.source, "train_rows": len(train), "val_rows": len(val)},
+        "data": {"source": train.source, "train_rows": len(train), "val_rows": len(val),
+                 "dropped_rows_without_target": train.dropped_rows},
+        "choices": [c.as_dict() for c in choices or []],
         "primary_metric": metric,
         "metrics": result.metrics,
         "epochs_run": result.epochs_run,

@@ -22,14 +22,20 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="name in the model store (default: the architecture's name)")
     train.add_argument("--data", type=Path, help="CSV or Parquet file with named columns (default: built-in data)")
     train.add_argument("--target", help="column to predict (with --data)")
-    train.add_argument("--features", type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
-                       help="comma-separated feature columns (default: every column but the target)")
+    train.add_argument("--features", type=_names, help="comma-separated feature columns (default: every column but "
+                                                        "the target)")
+    train.add_argument("--categorical", type=_names, help="comma-separated columns to read as categories, integer "
+                                                           "codes among them (default: columns holding text)")
+    train.add_argument("--numeric", type=_names, help="comma-separated columns to read as numbers (default: columns "
+                                                       "holding numbers)")
     train.add_argument("--task", choices=models.TASKS)
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"))
     train.add_argument("--seed", type=int)
+    train.add_argument("--solver", choices=("gradient", "lstsq"),
+                       help="regression: lstsq solves least squares exactly (its default), gradient trains by steps")
     train.add_argument("--compile", action="store_true", default=None,
                        help="train through torch.compile (the exports are the same eager graph)")
     train.add_argument("--config", type=Path, help="TOML file with [model], [train] and [data] tables")
@@ -80,6 +86,10 @@ SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-bod
                    "engine-threads")
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -126,8 +136,9 @@ def _train(args: argparse.Namespace) -> int:
     from training.job import JobOptions, run  # heavy imports only for the command that needs them
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-                 "seed": args.seed, "compile": args.compile}
+                 "seed": args.seed, "compile": args.compile, "solver": args.solver}
     run(JobOptions(model=args.model, name=args.name, data=args.data, target=args.target, features=args.features,
+                   categorical=args.categorical, numeric=args.numeric,
                    task=args.task, config_file=args.config, overrides=overrides, run_dir=args.run_dir,
                    resume=args.resume, dry_run=args.dry_run, if_missing=args.if_missing))
     return 0

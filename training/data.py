@@ -1,10 +1,11 @@
 """Datasets: three built-in ones so the job runs with no data, and user CSV/Parquet files.
 
-Every dataset comes out as tensors plus the names the service needs (features, targets, classes).
+Every dataset comes out as tensors plus the names the service needs (features, targets, classes). A tabular row
+holds one float per column (models/columns.py): a number (NaN where the cell is empty) or a category's code.
 Problems in user data raise DataError with one line naming the file, column and row.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,14 @@ import pandas as pd
 import torch
 
 from models import ByteTokenizer
+from models.columns import CATEGORICAL, MISSING_CODE, NUMERIC, Column, category_key
 from training.errors import DataError
 
 MIN_ROWS = 10  # below this a train/validation split says nothing
+MAX_CATEGORIES = 1000
+"""Most distinct values a categorical column may hold; also at most half its rows (see _too_many_categories)."""
+NUMERIC_SHARE_FOR_TYPOS = 0.9
+"""A column whose values are at least this share numbers is read as numeric with a few bad cells, not as categories."""
 
 # price (thousands) = intercept + area_m2 * a + age_years * b + noise; the tests recover these.
 HOUSING_COEFFICIENTS = {"intercept": 50.0, "area_m2": 2.5, "age_years": -1.2}
@@ -38,6 +44,10 @@ class Dataset:
     feature_names: list[str]
     target_names: list[str]
     class_names: list[str] | None = None
+    columns: list[Column] | None = None
+    """Tabular data: what each input column is (None: token sequences)."""
+    dropped_rows: int = 0
+    """Rows left out because their target was empty."""
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -47,8 +57,7 @@ class Dataset:
         return len(self.class_names) if self.class_names else self.targets.shape[1]
 
     def subset(self, index: torch.Tensor) -> "Dataset":
-        return Dataset(self.source, self.task, self.inputs[index], self.targets[index],
-                       self.feature_names, self.target_names, self.class_names)
+        return replace(self, inputs=self.inputs[index], targets=self.targets[index])
 
     def split(self, val_fraction: float, seed: int) -> tuple["Dataset", "Dataset"]:
         """Seeded random train/validation split."""
@@ -58,6 +67,11 @@ class Dataset:
             raise DataError(f"{self.source}: {n} rows are too few for a train/validation split")
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         return self.subset(order[n_val:]), self.subset(order[:n_val])
+
+    def merged(self, other: "Dataset") -> "Dataset":
+        """These rows followed by `other`'s (the refit on all training rows)."""
+        return replace(self, inputs=torch.cat([self.inputs, other.inputs]),
+                       targets=torch.cat([self.targets, other.targets]))
 
 
 # ---------------------------------------------------------------- built-in data
@@ -71,7 +85,8 @@ def housing(n: int = 2000, seed: int = 0) -> Dataset:
     price = c["intercept"] + c["area_m2"] * area + c["age_years"] * age + rng.normal(0.0, HOUSING_NOISE_STD, n)
     features = torch.tensor(np.stack([area, age], axis=1), dtype=torch.float32)  # (N, 2)
     targets = torch.tensor(price, dtype=torch.float32).unsqueeze(1)  # (N, 1)
-    return Dataset("builtin:housing", "regression", features, targets, ["area_m2", "age_years"], ["price_k"])
+    return Dataset("builtin:housing", "regression", features, targets, ["area_m2", "age_years"], ["price_k"],
+                   columns=[Column("area_m2", NUMERIC), Column("age_years", NUMERIC)])
 
 
 def zigzag(n: int = 4000, seed: int = 0) -> Dataset:
@@ -80,7 +95,7 @@ def zigzag(n: int = 4000, seed: int = 0) -> Dataset:
     x = rng.uniform(ZIGZAG_KNOTS_X[0], ZIGZAG_KNOTS_X[-1], n)
     y = np.interp(x, ZIGZAG_KNOTS_X, ZIGZAG_KNOTS_Y) + rng.normal(0.0, 0.02, n)
     return Dataset("builtin:zigzag", "regression", torch.tensor(x, dtype=torch.float32).unsqueeze(1),
-                   torch.tensor(y, dtype=torch.float32).unsqueeze(1), ["x"], ["y"])
+                   torch.tensor(y, dtype=torch.float32).unsqueeze(1), ["x"], ["y"], columns=[Column("x", NUMERIC)])
 
 
 def order_task(n: int = 4000, seed: int = 0, min_len: int = 4, max_len: int = 32) -> Dataset:
@@ -142,24 +157,110 @@ def _where(path: Path, column: str, row: int) -> str:
     return f"{path}: column {column!r}, row {row}{line}"
 
 
-def _numeric_column(path: Path, frame: pd.DataFrame, column: str) -> np.ndarray:
+def _numeric_column(path: Path, frame: pd.DataFrame, column: str, allow_missing: bool = False,
+                    hint: str = "") -> np.ndarray:
+    """The column as float64, NaN for an empty cell where `allow_missing`; any other non-number is refused."""
     raw = frame[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     for i in np.flatnonzero(~np.isfinite(values)):
-        original = raw.iloc[i]
+        original, where = raw.iloc[i], _where(path, column, int(raw.index[i]) + 1)
         if pd.isna(original):
-            raise DataError(f"{_where(path, column, i + 1)}: missing value (NaN)")
+            if allow_missing:
+                continue
+            raise DataError(f"{where}: missing value (NaN)")
         if isinstance(original, str) and pd.isna(pd.to_numeric(original, errors="coerce")):
-            raise DataError(f"{_where(path, column, i + 1)}: {original!r} is not a number")
-        raise DataError(f"{_where(path, column, i + 1)}: {str(original)!r} is not a finite number")
+            raise DataError(f"{where}: {original!r} is not a number{hint}")
+        raise DataError(f"{where}: {str(original)!r} is not a finite number")
     # Finite in float64 but inf in the float32 that training and serving compute in: say so here, rather than
     # train on inf and fail later with a NaN somewhere else.
-    beyond = np.flatnonzero(np.abs(values) > np.finfo(np.float32).max)
+    beyond = np.flatnonzero(np.nan_to_num(np.abs(values)) > np.finfo(np.float32).max)
     if beyond.size:
         i = int(beyond[0])
-        raise DataError(f"{_where(path, column, i + 1)}: {str(raw.iloc[i])!r} is beyond float32's range (±3.4e38), "
-                        "which training and serving compute in")
+        raise DataError(f"{_where(path, column, int(raw.index[i]) + 1)}: {str(raw.iloc[i])!r} is beyond float32's "
+                        "range (±3.4e38), which training and serving compute in")
     return values
+
+
+def _categorical_column(path: Path, frame: pd.DataFrame, column: str, declared: bool) -> tuple[np.ndarray, Column]:
+    """Codes (N,) float64 over the categories of every row (fit_columns narrows them to the training split's)."""
+    raw = frame[column]
+    present = raw[raw.notna()]
+    numbers = pd.to_numeric(present, errors="coerce")
+    integer_coded = declared and bool(numbers.notna().all())
+    if integer_coded and not (numbers % 1 == 0).all():
+        i = int(np.flatnonzero((numbers % 1 != 0).to_numpy())[0])
+        raise DataError(f"{_where(path, column, int(present.index[i]) + 1)}: {present.iloc[i]!r} is neither a "
+                        "string nor an integer, so it cannot be a category; leave the column out of --categorical")
+    keys = [category_key(v.item() if hasattr(v, "item") else v) for v in raw]
+    vocabulary = sorted({k for k in keys if k is not None}, key=lambda k: (len(k), k) if integer_coded else k)
+    if _too_many_categories(len(vocabulary), len(present)):
+        numbers_hint = (f"if it holds numbers, declare it numeric with --numeric {column}; " if
+                        numbers.notna().mean() >= 0.5 else "")
+        raise DataError(f"{path}: column {column!r} has {len(vocabulary)} distinct values in {len(present)} rows, "
+                        f"too many to learn from as categories (the limit is half the rows and at most "
+                        f"{MAX_CATEGORIES}); {numbers_hint}if it is an identifier or free text, leave it out with "
+                        "--features")
+    code_of = {key: code for code, key in enumerate(vocabulary, start=1)}
+    codes = np.array([MISSING_CODE if k is None else code_of[k] for k in keys], dtype=np.float64)
+    return codes, Column(column, CATEGORICAL, vocabulary=tuple(vocabulary),
+                         value_type="integer" if integer_coded else "string")
+
+
+def _too_many_categories(distinct: int, rows: int) -> bool:
+    return distinct > MAX_CATEGORIES or (distinct > 10 and distinct > rows // 2)
+
+
+def _column_kind(path: Path, frame: pd.DataFrame, column: str, categorical: set[str], numeric: set[str]) -> str:
+    """Declared, or inferred: numbers (blanks aside) are numeric, strings categorical. A column of numbers with a
+    few other cells is numeric with typos, refused cell by cell in _numeric_column, not a column of categories."""
+    if column in categorical:
+        return CATEGORICAL
+    if column in numeric:
+        return NUMERIC
+    present = frame[column].dropna()
+    if len(present) == 0:
+        raise DataError(f"{path}: column {column!r} is empty in every row; leave it out with --features")
+    share = pd.to_numeric(present, errors="coerce").notna().mean()
+    return NUMERIC if share >= NUMERIC_SHARE_FOR_TYPOS else CATEGORICAL
+
+
+def _feature_columns(path: Path, frame: pd.DataFrame, features: list[str], categorical: set[str],
+                     numeric: set[str]) -> tuple[np.ndarray, list[Column]]:
+    """(N, F) float64 rows and what each column is."""
+    values, columns = [], []
+    for name in features:
+        if frame[name].isna().all():
+            raise DataError(f"{path}: column {name!r} is empty in every row; leave it out with --features")
+        if _column_kind(path, frame, name, categorical, numeric) == CATEGORICAL:
+            codes, column = _categorical_column(path, frame, name, declared=name in categorical)
+        else:
+            hint = "" if name in numeric else f" (if the column is categorical, declare it with --categorical {name})"
+            codes, column = _numeric_column(path, frame, name, allow_missing=True, hint=hint), Column(name, NUMERIC)
+        values.append(codes)
+        columns.append(column)
+    return np.stack(values, axis=1), columns
+
+
+def fit_columns(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset]:
+    """Fit the column preparation on the training split only: each category column's vocabulary becomes the
+    categories the training rows hold (others, in validation rows, take the missing-or-unseen code 0), and a
+    numeric column with gaps in the training rows gets a was-missing indicator. The median that fills gaps and the
+    scaling are fitted inside the model (models/column_encoder.py)."""
+    if train.columns is None:
+        return train, val
+    columns, train_inputs, val_inputs = [], train.inputs.clone(), val.inputs.clone()
+    for j, column in enumerate(train.columns):
+        if column.is_categorical:
+            seen = sorted(set(train_inputs[:, j].long().tolist()) - {MISSING_CODE})  # old codes, in vocabulary order
+            new_code = torch.zeros(len(column.vocabulary) + 1)  # old code -> new code; unseen -> 0
+            new_code[torch.tensor(seen, dtype=torch.long)] = torch.arange(1, len(seen) + 1, dtype=torch.float32)
+            train_inputs[:, j] = new_code[train_inputs[:, j].long()]
+            val_inputs[:, j] = new_code[val_inputs[:, j].long()]
+            column = replace(column, vocabulary=tuple(column.vocabulary[code - 1] for code in seen))
+        else:
+            column = replace(column, missing_indicator=bool(torch.isnan(train_inputs[:, j]).any()))
+        columns.append(column)
+    return (replace(train, inputs=train_inputs, columns=columns), replace(val, inputs=val_inputs, columns=columns))
 
 
 def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tuple[np.ndarray, list[str]]:
@@ -167,33 +268,35 @@ def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tu
     missing = np.flatnonzero(raw.isna().to_numpy())
     if len(missing):
         raise DataError(f"{_where(path, column, missing[0] + 1)}: missing class label")
-    names = sorted({str(v) for v in raw})
+    names = sorted({category_key(v) for v in raw})  # (an integer column with gaps reads as floats: 1.0 -> '1')
     if len(names) < 2:
         raise DataError(f"{path}: column {column!r} holds a single class {names}; classification needs two or more")
     if task == "binary" and len(names) != 2:
         raise DataError(f"{path}: --task binary needs exactly 2 classes in {column!r}, "
                         f"found {len(names)}: {names[:10]}")
     index = {name: i for i, name in enumerate(names)}
-    return np.array([index[str(v)] for v in raw], dtype=np.int64), names
+    return np.array([index[category_key(v)] for v in raw], dtype=np.int64), names
 
 
 def _token_column(path: Path, frame: pd.DataFrame, column: str, max_len: int) -> np.ndarray:
     tokenizer = ByteTokenizer()
     ids = np.zeros((len(frame), max_len), dtype=np.int64)  # (N, L), 0 = padding
-    for i, text in enumerate(frame[column]):
+    for i, (row, text) in enumerate(frame[column].items()):
         if pd.isna(text) or str(text) == "":
-            raise DataError(f"{_where(path, column, i + 1)}: empty text")
+            raise DataError(f"{_where(path, column, int(row) + 1)}: empty text")
         tokens = tokenizer.encode(str(text))
         if len(tokens) > max_len:
-            raise DataError(f"{_where(path, column, i + 1)}: text is {len(tokens)} byte tokens, "
+            raise DataError(f"{_where(path, column, int(row) + 1)}: text is {len(tokens)} byte tokens, "
                             f"longer than max_len {max_len}")
         ids[i, : len(tokens)] = tokens
     return ids
 
 
 def load_table(path: Path, target: str, features: list[str] | None, task: str, input_kind: str,
-               max_len: int = 64) -> Dataset:
-    """Load a user CSV/Parquet file. input_kind 'features' wants numeric columns; 'tokens' one text column."""
+               max_len: int = 64, categorical: list[str] | None = None, numeric: list[str] | None = None) -> Dataset:
+    """Load a user CSV/Parquet file. input_kind 'features' reads numeric and categorical columns (kinds inferred
+    unless declared in `categorical` / `numeric`); 'tokens' one text column. Rows whose target is empty are left
+    out and counted."""
     path = Path(path)
     frame = _read_table(path)
     columns = [str(c) for c in frame.columns]
@@ -211,19 +314,37 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
         raise DataError(f"{path}: feature column(s) {repeated} named more than once in the features")
     if not features:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    declared = {"--categorical": categorical or [], "--numeric": numeric or []}
+    for flag, names in declared.items():
+        strays = [n for n in names if n not in features]
+        if strays:
+            raise DataError(f"{path}: {flag} names {strays}, which are not feature columns; features are {features}")
+    both = sorted(set(declared["--categorical"]) & set(declared["--numeric"]))
+    if both:
+        raise DataError(f"{path}: column(s) {both} declared both --categorical and --numeric")
+    empty_target = frame[target].isna().to_numpy()
+    if empty_target.all():
+        raise DataError(f"{path}: target column {target!r} is empty in every row")
+    frame = frame[~empty_target]  # (keeping the file's row numbers in its index, for messages)
     if len(frame) < MIN_ROWS:
-        raise DataError(f"{path}: {len(frame)} data rows; a train/validation split needs at least {MIN_ROWS}")
+        raise DataError(f"{path}: {len(frame)} data rows with a target; a train/validation split needs at least "
+                        f"{MIN_ROWS}")
 
+    columns = None
     if input_kind == "tokens":
         if len(features) != 1:
             raise DataError(f"{path}: the transformer reads one text column; got features {features}")
         inputs = torch.tensor(_token_column(path, frame, features[0], max_len))
     else:
-        matrix = np.stack([_numeric_column(path, frame, c) for c in features], axis=1)  # (N, F)
-        inputs = torch.tensor(matrix, dtype=torch.float32)
+        matrix, columns = _feature_columns(path, frame, features, set(declared["--categorical"]),
+                                           set(declared["--numeric"]))
+        inputs = torch.tensor(matrix, dtype=torch.float32)  # (N, F)
 
+    dropped = int(empty_target.sum())
     if task == "regression":
-        y = torch.tensor(_numeric_column(path, frame, target), dtype=torch.float32).unsqueeze(1)  # (N, 1)
-        return Dataset(str(path), task, inputs, y, features, [target])
+        hint = " (to predict classes, say --task multiclass or --task binary)"
+        y = torch.tensor(_numeric_column(path, frame, target, hint=hint), dtype=torch.float32).unsqueeze(1)  # (N, 1)
+        return Dataset(str(path), task, inputs, y, features, [target], columns=columns, dropped_rows=dropped)
     labels, class_names = _class_labels(path, frame, target, task)
-    return Dataset(str(path), task, inputs, torch.tensor(labels), features, [target], class_names)
+    return Dataset(str(path), task, inputs, torch.tensor(labels), features, [target], class_names, columns=columns,
+                   dropped_rows=dropped)

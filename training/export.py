@@ -55,14 +55,20 @@ class ParityResult:
         return {"format": self.format, "case": self.case, "max_abs_diff": self.max_abs_diff}
 
 
-def parity_cases(held_out: torch.Tensor, input_kind: str, max_len: int | None = None) -> list[ParityCase]:
-    """Held-out inputs at batch sizes 1, 7 and 64; token batches also cut short and over-padded."""
+def parity_cases(held_out: torch.Tensor, input_kind: str, max_len: int | None = None,
+                 columns: list | None = None) -> list[ParityCase]:
+    """Held-out inputs at batch sizes 1, 7 and 64; token batches also cut short and over-padded; tabular rows also
+    with every numeric value missing (NaN) and every category missing or unseen (code 0)."""
     cases = []
     for batch_size in PARITY_BATCH_SIZES:
         rows = torch.arange(batch_size) % len(held_out)
         batch = held_out[rows]  # (B, F) or (B, L)
         if input_kind == "features":
             cases.append(ParityCase(f"batch={batch_size}", batch))
+            if columns:
+                gaps = batch.clone()
+                gaps[::2] = torch.tensor([0.0 if c.is_categorical else float("nan") for c in columns])  # (F,)
+                cases.append(ParityCase(f"batch={batch_size} every other row missing or unseen", gaps))
             continue
         longest = int((batch != 0).sum(1).max())
         natural = batch[:, :longest]  # (B, L') padded to the batch's longest row

@@ -16,9 +16,11 @@ import models
 from training import data as datasets
 from training import distributed
 from training.artifacts import build_artifacts
+from training.choices import Choice, choose
 from training.loop import TrainConfig, TrainResult, train
 from training.recipes import RECIPES
-from training.report import metrics_table, print_table
+from training.report import choices_table, metrics_table, print_table
+from training.solve import solve_least_squares
 from training.store import check_name, clean_staging, has_model, save_model
 
 DRY_RUN_ROWS = 256
@@ -31,6 +33,10 @@ class JobOptions:
     data: Path | None = None
     target: str | None = None
     features: list[str] | None = None
+    categorical: list[str] | None = None
+    """Feature columns to read as categories (integer codes among them); others are inferred."""
+    numeric: list[str] | None = None
+    """Feature columns to read as numbers whatever they hold."""
     task: str | None = None
     config_file: Path | None = None
     overrides: dict[str, Any] | None = None
@@ -57,14 +63,16 @@ def read_toml(path: Path) -> dict[str, dict[str, Any]]:
         raise ValueError(f"{path}: {', '.join(not_tables)} must be a table ([{not_tables[0]}] on a line of its own, "
                          "then key = value lines), not a value")
     data = values.get("data", {})
-    data_keys = sorted(set(data) - {"path", "target", "features", "task"})
+    data_keys = sorted(set(data) - {"path", "target", "features", "categorical", "numeric", "task"})
     if data_keys:
-        raise ValueError(f"{path}: unknown [data] key(s) {data_keys}; use path, target, features, task")
+        raise ValueError(f"{path}: unknown [data] key(s) {data_keys}; use path, target, features, categorical, "
+                         "numeric, task")
     problems = [f"{key} must be a string, got {data[key]!r}" for key in ("path", "target", "task")
                 if key in data and not isinstance(data[key], str)]
-    features = data.get("features")
-    if features is not None and not (isinstance(features, list) and all(isinstance(f, str) for f in features)):
-        problems.append(f"features must be a list of column names, got {features!r}")
+    for key in ("features", "categorical", "numeric"):
+        names = data.get(key)
+        if names is not None and not (isinstance(names, list) and all(isinstance(f, str) for f in names)):
+            problems.append(f"{key} must be a list of column names, got {names!r}")
     if problems:
         raise ValueError(f"{path}: invalid [data]: " + "; ".join(problems))
     return values
@@ -92,7 +100,11 @@ def load_dataset(opts: JobOptions, data_table: dict, task: str | None, max_len: 
     features = opts.features or data_table.get("features")
     if task is None:
         task = "regression" if models.input_kind(opts.model) == "features" else "multiclass"
-    dataset = datasets.load_table(Path(path), target, features, task, models.input_kind(opts.model), max_len)
+    dataset = datasets.load_table(Path(path), target, features, task, models.input_kind(opts.model), max_len,
+                                  categorical=opts.categorical or data_table.get("categorical"),
+                                  numeric=opts.numeric or data_table.get("numeric"))
+    if dataset.dropped_rows:
+        print(f"{path}: left out {dataset.dropped_rows} row(s) whose target {target!r} is empty")
     if task == "multiclass" and dataset.class_names and len(dataset.class_names) == 2:
         dataset.task = "binary"
     return dataset
@@ -107,10 +119,13 @@ def check_task(model_name: str, task: str) -> None:
 def model_config(model_name: str, dataset: datasets.Dataset, recipe: dict, from_file: dict):
     """Recipe < TOML [model] < what the data fixes (feature and output counts)."""
     derived: dict[str, Any] = {}
-    if model_name == "regression":
-        derived = {"n_features": dataset.inputs.shape[1], "n_targets": dataset.n_outputs}
-    elif model_name == "mlp":
-        derived = {"n_features": dataset.inputs.shape[1], "n_outputs": dataset.n_outputs}
+    if model_name in ("regression", "mlp"):
+        columns = dataset.columns or []
+        derived = {"n_features": dataset.inputs.shape[1],
+                   "categorical": [j for j, c in enumerate(columns) if c.is_categorical],
+                   "cardinalities": [len(c.vocabulary) for c in columns if c.is_categorical],
+                   "missing_indicators": [j for j, c in enumerate(columns) if c.missing_indicator],
+                   ("n_targets" if model_name == "regression" else "n_outputs"): dataset.n_outputs}
     else:
         derived = {"num_classes": dataset.n_outputs}
     config = models.make_config(model_name, {**recipe, **from_file, **derived})
@@ -124,14 +139,45 @@ def model_config(model_name: str, dataset: datasets.Dataset, recipe: dict, from_
     return config
 
 
+def fit(opts: JobOptions, model_cfg, train_split: datasets.Dataset, val_split: datasets.Dataset,
+        config: TrainConfig, runtime: distributed.Runtime, run_dir: Path) -> TrainResult:
+    """Train (or solve) on the training split, measured on the validation split; with `refit`, train again on all
+    rows for the epoch count the validation loss chose. The metrics stay those measured on unseen rows."""
+    def build():
+        torch.manual_seed(config.seed)  # before building: the initial weights are part of "same seed, same model"
+        return models.build_model(opts.model, model_cfg)
+
+    if config.solver == "lstsq":
+        result = solve_least_squares(build(), train_split, val_split)
+    else:
+        result = train(opts.model, build(), train_split, val_split, config, runtime, run_dir, resume=opts.resume)
+    if not config.refit:
+        return result
+    everything = train_split.merged(val_split)
+    if config.solver == "lstsq":
+        final = solve_least_squares(build(), everything, val_split)
+    else:
+        refit_config = TrainConfig(**{**vars(config), "epochs": max(1, result.best_epochs)})
+        final = train(opts.model, build(), everything, val_split, refit_config, runtime, run_dir / "refit",
+                      select_best=False)
+    return TrainResult(model=final.model, metrics=result.metrics, best_epochs=result.best_epochs,
+                       history=result.history, epochs_run=result.epochs_run + final.epochs_run,
+                       samples_per_second=result.samples_per_second,
+                       steady_samples_per_second=result.steady_samples_per_second,
+                       optimizer_state=final.optimizer_state)
+
+
 def publish(opts: JobOptions, name: str, task: str, result: TrainResult, train_split: datasets.Dataset,
-            val_split: datasets.Dataset, config: TrainConfig, runtime: distributed.Runtime) -> str | None:
+            val_split: datasets.Dataset, config: TrainConfig, runtime: distributed.Runtime,
+            choices: list[Choice]) -> str | None:
     """Rank 0's part: export, prove parity and save to the model store (a dry run stops before saving)."""
     with tempfile.TemporaryDirectory(prefix=f"modelserve-{name}-") as tmp:
         manifest = build_artifacts(Path(tmp), opts.model, result, train_split, val_split, config,
-                                   str(runtime.device), runtime.world_size)
+                                   str(runtime.device), runtime.world_size, choices)
         extra = {"epochs": str(result.epochs_run), "samples/s": f"{result.samples_per_second:,.0f}",
                  "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
+        if choices:
+            print_table(choices_table(f"{name}: chosen for this data", choices))
         if opts.dry_run:
             print_table(metrics_table(f"{name} (dry run)", result.metrics, extra))
             print(f"dry run: {name} trained, exported and parity-checked; nothing saved to the model store")
@@ -156,6 +202,9 @@ def run(opts: JobOptions) -> str | None:
     recipe = RECIPES[opts.model]
     toml = read_toml(opts.config_file) if opts.config_file else {}
     config = train_config(recipe.train, toml.get("train", {}), opts.overrides or {})
+    user_set = set(toml.get("train", {})) | {k for k, v in (opts.overrides or {}).items() if v is not None}
+    if config.solver == "lstsq" and opts.model != "regression":
+        raise ValueError(f"solver lstsq solves linear regression only; {opts.model} trains with solver gradient")
     task = opts.task or toml.get("data", {}).get("task")
     if task is not None and task not in models.TASKS:
         raise ValueError(f"--task must be one of {', '.join(models.TASKS)}, got {task!r}")
@@ -166,21 +215,22 @@ def run(opts: JobOptions) -> str | None:
     check_task(opts.model, dataset.task)
     if opts.dry_run:
         dataset = dataset.subset(torch.arange(min(len(dataset), DRY_RUN_ROWS)))
+    train_split, val_split = datasets.fit_columns(*dataset.split(config.val_fraction, config.seed))
+    model_cfg = model_config(opts.model, train_split, recipe.model, toml.get("model", {}))
+    user_data = bool(opts.data or toml.get("data", {}).get("path"))
+    config, choices = choose(opts.model, train_split, config, user_set, user_data)
+    if opts.dry_run:
         config = TrainConfig(**{**vars(config), "epochs": 1})
-    train_split, val_split = dataset.split(config.val_fraction, config.seed)
-    model_cfg = model_config(opts.model, dataset, recipe.model, toml.get("model", {}))
 
     runtime = distributed.start(config.device)
     try:
         run_dir = opts.run_dir or Path("runs") / name
         if opts.resume and not (run_dir / "last.pt").is_file():
             raise ValueError(f"--resume: no checkpoint at {run_dir / 'last.pt'}")
-        torch.manual_seed(config.seed)  # before building: the initial weights are part of "same seed, same model"
-        model = models.build_model(opts.model, model_cfg)
-        result = train(opts.model, model, train_split, val_split, config, runtime, run_dir, resume=opts.resume)
+        result = fit(opts, model_cfg, train_split, val_split, config, runtime, run_dir)
         tag = None
         if runtime.is_main:  # rank 0 alone exports and writes
-            tag = publish(opts, name, dataset.task, result, train_split, val_split, config, runtime)
+            tag = publish(opts, name, dataset.task, result, train_split, val_split, config, runtime, choices)
         # Ranks leave together. A rank that tears its gloo group down while rank 0 is still at work can die in the
         # teardown ("terminate called without an active exception", SIGABRT), and torchrun then fails the whole
         # job: the two-rank test did so once in CI, and a minimal two-rank DDP script whose rank 1 left first did

@@ -1,7 +1,7 @@
 """The training loop: forward, loss, zero_grad, backward, step, with the care a real job needs.
 
 Train/validation split, AdamW, warm-up + cosine LR, gradient clipping, early stopping on the
-validation metric, seeded data order, bf16 autocast on CUDA, DistributedDataParallel under
+validation loss, seeded data order, bf16 autocast on CUDA, DistributedDataParallel under
 torchrun, and a checkpoint after every epoch that `--resume` continues from bit for bit.
 """
 
@@ -40,13 +40,19 @@ class TrainConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this."""
     patience: int = 8
-    """Stop after this many epochs without a better validation metric."""
+    """Stop after this many epochs without a lower validation loss."""
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
     """auto, cpu or cuda."""
     compile: bool = False
     """Train through torch.compile (the first epoch pays the compilation); exports use the eager module."""
+    solver: str = "gradient"
+    """'gradient' (this loop) or 'lstsq': linear regression solved exactly (training/solve.py)."""
+    refit: bool = False
+    """After the validation split has chosen the epoch count (or measured the solution), train again on all rows."""
+    class_weight: str = "none"
+    """'none', or 'balanced': each class weighs in the loss in inverse proportion to its rows."""
 
     def __post_init__(self) -> None:
         raise_if_problems("TrainConfig", type_problems(self))  # (the checks below compare numbers)
@@ -66,6 +72,10 @@ class TrainConfig:
             problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.solver not in ("gradient", "lstsq"):
+            problems.append(f"solver must be gradient or lstsq, got {self.solver!r}")
+        if self.class_weight not in ("none", "balanced"):
+            problems.append(f"class_weight must be none or balanced, got {self.class_weight!r}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -73,9 +83,11 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     model: nn.Module
-    """The best model by validation metric, in eval mode, on the CPU."""
+    """The model with the lowest validation loss, in eval mode, on the CPU."""
     metrics: dict[str, float]
     """Validation metrics of that model."""
+    best_epochs: int = 0
+    """Epochs trained by the model returned (the one with the lowest validation loss)."""
     history: list[dict[str, float]] = field(default_factory=list)
     """One entry per epoch: epoch, lr, train_loss, val_loss and the validation metrics."""
     epochs_run: int = 0
@@ -109,11 +121,18 @@ def rank_shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return order[:usable][rank::world_size]
 
 
-def compute_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str, target_std: torch.Tensor) -> torch.Tensor:
+def compute_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str, target_std: torch.Tensor,
+                 class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """MSE on standardised targets for regression (outputs are raw-scale), cross-entropy otherwise."""
     if task == "regression":
         return F.mse_loss(outputs.float() / target_std, targets / target_std)
-    return F.cross_entropy(outputs.float(), targets)
+    return F.cross_entropy(outputs.float(), targets, weight=class_weights)
+
+
+def balanced_class_weights(targets: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(C,) weights N / (C * rows of the class), as scikit-learn's class_weight='balanced'; absent classes get 1."""
+    counts = torch.bincount(targets, minlength=n_classes).float()  # (C,)
+    return torch.where(counts > 0, len(targets) / (n_classes * counts.clamp(min=1)), torch.ones_like(counts))
 
 
 @torch.no_grad()
@@ -135,14 +154,14 @@ def evaluate(model: nn.Module, data: Dataset, device: torch.device, batch_size: 
 
 
 def primary_metric(task: str) -> str:
-    """The validation metric early stopping and the model store rank by (higher is better)."""
+    """The validation metric the model store ranks by (higher is better)."""
     return "r2" if task == "regression" else "accuracy"
 
 
 def fit_scalers(model: nn.Module, train: Dataset) -> None:
     """Fit the standardisation baked into the graph on the training split only (no leakage)."""
-    if hasattr(model, "input_scaler"):
-        model.input_scaler.fit(train.inputs)
+    if hasattr(model, "encoder"):
+        model.encoder.fit(train.inputs)
     if train.task == "regression" and hasattr(model, "output_scaler"):
         model.output_scaler.fit(train.targets)
 
@@ -164,8 +183,13 @@ def load_checkpoint(path: Path) -> dict:
 # ---------------------------------------------------------------- the loop
 
 def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Dataset, config: TrainConfig,
-          runtime: Runtime, run_dir: Path, resume: bool = False) -> TrainResult:
-    """Train `model` and return the best one by validation metric. Writes run_dir/last.pt each epoch.
+          runtime: Runtime, run_dir: Path, resume: bool = False, select_best: bool = True) -> TrainResult:
+    """Train `model` and return the one with the lowest validation loss (or the last, without `select_best`: the
+    refit, whose validation rows are among its training rows). Writes run_dir/last.pt each epoch.
+
+    The validation loss rather than the metric chooses: on a small split accuracy stops moving within a few epochs
+    (wine's 27 validation rows were all right at epoch 2, long before the model was), while the loss keeps telling
+    better from worse. For regression the two agree (R² = 1 - loss / variance).
 
     The caller seeds torch before building `model`; dropout then draws from the same global RNG,
     whose state every checkpoint carries so that a resumed run draws what the original would have.
@@ -177,13 +201,16 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
     metric = primary_metric(train_data.task)
     target_std = (train_data.targets.std(0).clamp(min=1e-12) if train_data.task == "regression"
                   else torch.ones(1)).to(device)
+    class_weights = None
+    if config.class_weight == "balanced" and train_data.task != "regression":
+        class_weights = balanced_class_weights(train_data.targets, train_data.n_outputs).to(device)
 
     shard_size = len(rank_shard(torch.arange(len(train_data)), runtime.rank, runtime.world_size))
     steps_per_epoch = math.ceil(shard_size / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
 
     start_epoch, step, history = 0, 0, []
-    best_metric, best_state, stale_epochs = -math.inf, copy.deepcopy(model.state_dict()), 0
+    best_metric, best_state, stale_epochs, best_epochs = -math.inf, copy.deepcopy(model.state_dict()), 0, 0
     checkpoint_path = run_dir / "last.pt"
     if resume:
         state = load_checkpoint(checkpoint_path)
@@ -194,6 +221,7 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
         best_metric, best_state, stale_epochs = state["best_metric"], state["best_state_dict"], state["stale_epochs"]
+        best_epochs = state.get("best_epochs", 0)
         torch.set_rng_state(state["rng_state"])  # dropout continues exactly where it stopped
 
     engine = DistributedDataParallel(model) if runtime.distributed else model
@@ -218,7 +246,7 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
                 group["lr"] = lr_at(step, total_steps, config)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 outputs = engine(inputs)  # 1. forward
-            loss = compute_loss(outputs, targets, train_data.task, target_std)  # 2. loss
+            loss = compute_loss(outputs, targets, train_data.task, target_std, class_weights)  # 2. loss
             optimizer.zero_grad(set_to_none=True)  # 3. zero_grad
             loss.backward()  # 4. backward (DDP all-reduces gradients here)
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -238,8 +266,9 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
         val = evaluate(model, val_data, device)
         history.append({"epoch": epoch, "lr": lr_at(step - 1, total_steps, config),
                         "train_loss": epoch_loss / max(1, len(shard)), "val_loss": val["loss"], **val})
-        if val[metric] > best_metric + 1e-6:
-            best_metric, best_state, stale_epochs = val[metric], copy.deepcopy(model.state_dict()), 0
+        if not select_best or -val["loss"] > best_metric + 1e-6:  # (best_metric: the negated validation loss)
+            best_metric, best_state, stale_epochs = -val["loss"], copy.deepcopy(model.state_dict()), 0
+            best_epochs = epoch + 1
         else:
             stale_epochs += 1
         stopped_early = stale_epochs >= config.patience
@@ -249,6 +278,7 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
                 "train_config": asdict(config), "state_dict": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "history": history,
                 "best_metric": best_metric, "best_state_dict": best_state, "stale_epochs": stale_epochs,
+                "best_epochs": best_epochs,
                 "rng_state": torch.get_rng_state()})
         progress.update(1)
         progress.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", **{metric: f"{val[metric]:.4f}"})
@@ -263,7 +293,7 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
             f"the validation metrics {', '.join(f'{k}={v}' for k, v in not_finite.items())} are not numbers: the "
             "model's output overflows on validation rows whose values lie far outside the training rows' range. "
             "Nothing was saved")
-    return TrainResult(model=model, metrics=metrics, history=history,
+    return TrainResult(model=model, metrics=metrics, best_epochs=best_epochs, history=history,
                        epochs_run=len(history), samples_per_second=samples_seen / seconds if seconds else 0.0,
                        steady_samples_per_second=statistics.median(epoch_rates[1:] or epoch_rates or [0.0]),
                        optimizer_state=optimizer.state_dict())

@@ -21,6 +21,16 @@ def metrics_table(title: str, metrics: dict[str, float], extra: dict[str, str]) 
     return table
 
 
+def choices_table(title: str, choices) -> Table:
+    """What the job chose for this data and why (training/choices.py)."""
+    table = Table(title=title)
+    for column in ("setting", "value", "why"):
+        table.add_column(column)
+    for choice in choices:
+        table.add_row(choice.setting, str(choice.value), choice.why)
+    return table
+
+
 def print_table(table: Table) -> None:
     Console(stderr=False).print(table)
 

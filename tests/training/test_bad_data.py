@@ -23,9 +23,21 @@ CASES = {
     "missing target": ("d.csv", GOOD_ROWS, ["--target", "cost"], "target column 'cost' not found"),
     "missing feature": ("d.csv", GOOD_ROWS, ["--features", "area,rooms"], "feature column(s) ['rooms'] not found"),
     "non-numeric value": ("d.csv", GOOD_ROWS.replace("\n60,10,", "\n60,ten,"), [],
-                          "column 'age', row 11 (line 12): 'ten' is not a number"),
-    "NaN value": ("d.csv", GOOD_ROWS.replace("\n55,5,", "\n55,NaN,"), [],
-                  "column 'age', row 6 (line 7): missing value (NaN)"),
+                          "column 'age', row 11 (line 12): 'ten' is not a number (if the column is categorical, "
+                          "declare it with --categorical age)"),
+    "non-numeric value in a column declared numeric": (
+        "d.csv", GOOD_ROWS.replace("\n60,10,", "\n60,ten,").replace("\n61,11,", "\n61,eleven,").replace(
+            "\n62,12,", "\n62,twelve,").replace("\n63,13,", "\n63,x,"), ["--numeric", "age"],
+        "column 'age', row 11 (line 12): 'ten' is not a number"),
+    "column empty in every row": ("d.csv", "area,age,price,note\n" + "".join(
+        f"{50 + i},{i % 30},{100 + 2 * i},\n" for i in range(30)), [], "column 'note' is empty in every row"),
+    "category column with a value per row": ("d.csv", "area,age,price,owner\n" + "".join(
+        f"{50 + i},{i % 30},{100 + 2 * i},person{i}\n" for i in range(30)), [],
+        "column 'owner' has 30 distinct values in 30 rows, too many to learn from as categories"),
+    "categorical flag naming no feature": ("d.csv", GOOD_ROWS, ["--categorical", "colour"],
+                                           "--categorical names ['colour'], which are not feature columns"),
+    "column declared both ways": ("d.csv", GOOD_ROWS, ["--categorical", "age", "--numeric", "age"],
+                                  "column(s) ['age'] declared both --categorical and --numeric"),
     "value past float32's range": ("d.csv", GOOD_ROWS.replace("\n62,12,", "\n62,1e300,"), [],
                                    "column 'age', row 13 (line 14): '1e+300' is beyond float32's range"),
     "feature named twice": ("d.csv", GOOD_ROWS, ["--features", "area,age,area"],
@@ -35,7 +47,7 @@ CASES = {
     "model name with a version": ("d.csv", GOOD_ROWS, ["--name", "houses:v2"],
                                   "--name 'houses:v2': houses:v2 is not a valid BentoML tag"),
     "too few rows": ("small.csv", "area,age,price\n1,2,3\n4,5,6\n7,8,9\n", [],
-                     "small.csv: 3 data rows; a train/validation split needs at least 10"),
+                     "small.csv: 3 data rows with a target; a train/validation split needs at least 10"),
     "unsupported type": ("d.xlsx", "whatever", [], "unsupported file type '.xlsx'"),
     "wrong task for model": ("d.csv", GOOD_ROWS, ["--task", "binary"], "model 'regression' cannot do --task binary"),
 }
@@ -99,11 +111,11 @@ def test_bad_config_values_are_all_named(tmp_path, capsys):
 
 def test_console_script_process_exits_2_and_writes_nothing(tmp_path):
     """The same contract through a real process: exit status, stderr, and a store that stays empty."""
-    (tmp_path / "d.csv").write_text(GOOD_ROWS.replace("\n60,10,", "\n60,,"))
+    (tmp_path / "d.csv").write_text(GOOD_ROWS.replace("\n60,10,", "\n60,1e39,"))
     home = tmp_path / "home"
     result = run_modelserve("train", "mlp", "--data", "d.csv", "--target", "price", home=home, cwd=tmp_path)
     assert result.returncode == 2
-    assert "d.csv: column 'age', row 11 (line 12): missing value (NaN)" in result.stderr
+    assert "d.csv: column 'age', row 11 (line 12): '1e+39' is beyond float32's range" in result.stderr
     assert store_snapshot(home) == {}
     assert Path(REPO).is_dir()
 
@@ -111,7 +123,8 @@ def test_console_script_process_exits_2_and_writes_nothing(tmp_path):
 def test_a_diverging_run_exits_1_naming_the_step_and_saves_nothing(tmp_path, capsys):
     (tmp_path / "d.csv").write_text(GOOD_ROWS)
     before = store_snapshot()
-    code = main(["train", "regression", "--data", str(tmp_path / "d.csv"), "--target", "price", "--lr", "1e30",
+    code = main(["train", "regression", "--solver", "gradient", "--data", str(tmp_path / "d.csv"), "--target", "price",
+                 "--lr", "1e30",
                  "--epochs", "2", "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 1

@@ -54,7 +54,10 @@ def test_text_column_becomes_padded_byte_tokens(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("a,b,y\n" + "1,2,3\n" * 9 + "1,oops,3\n", "column 'b', row 10 (line 11): 'oops' is not a number"),
-    ("a,b,y\n" + "1,2,3\n" * 4 + "1,,3\n" + "1,2,3\n" * 6, "column 'b', row 5 (line 6): missing value (NaN)"),
+    ("a,b,y\n" + "1,,3\n" * 11, "column 'b' is empty in every row; leave it out with --features"),
+    ("a,b,y\n" + "".join(f"1,id{i},3\n" for i in range(30)),
+     "column 'b' has 30 distinct values in 30 rows, too many to learn from as categories"),
+    ("a,b,y\n" + "1,2,\n" * 11, "target column 'y' is empty in every row"),
     ("a,b,y\n" + "1,2,3\n" * 10 + "1,2,inf\n", "column 'y', row 11 (line 12): 'inf' is not a finite number"),
 ])
 def test_bad_values_are_located(tmp_path, content, message):

@@ -1,0 +1,61 @@
+"""Data-aware defaults: what the job sets for the data it was given, each with the reason, unless the user set it.
+
+The recipes (recipes.py) are tuned for the built-in data sets. A user's table is often small (a few hundred rows),
+sometimes imbalanced, and is judged against the one-liner an ML engineer already knows (scikit-learn's pipelines).
+Each choice lands in the manifest and is printed at the end of the job.
+"""
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+
+from training.data import Dataset
+from training.loop import TrainConfig
+
+SMALL_DATA_ROWS = 10_000
+"""Below this many training rows the MLP gets the small-data settings."""
+IMBALANCE_RATIO = 1.5
+"""Largest class over smallest above which the classes are weighted."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    setting: str
+    value: Any
+    why: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def choose(model_name: str, train: Dataset, config: TrainConfig, user_set: set[str],
+           user_data: bool) -> tuple[TrainConfig, list[Choice]]:
+    """`config` with the defaults this data calls for; fields in `user_set` (flags, TOML [train]) are kept."""
+    choices: list[Choice] = []
+
+    def pick(setting: str, value: Any, why: str) -> None:
+        if setting not in user_set and getattr(config, setting) != value:
+            choices.append(Choice(setting, value, why))
+
+    rows = len(train)
+    if model_name == "regression":
+        pick("solver", "lstsq", "linear least squares has an exact optimum: solved with torch.linalg.lstsq instead "
+                                "of approached by gradient steps")
+        pick("refit", True, "the validation split measured the solution; the model exported is solved again on all "
+                            "training rows")
+    if model_name == "mlp" and user_data and rows < SMALL_DATA_ROWS:
+        pick("weight_decay", 0.1, f"{rows} training rows are few for the MLP's weights: stronger weight decay keeps "
+                                  "it from memorising them")
+        pick("batch_size", 32, f"more optimizer steps per epoch on {rows} rows")
+        pick("epochs", 200, "small data trains fast; the validation loss picks the epoch")
+        pick("patience", 30, "on a small validation split the loss is noisy from epoch to epoch")
+        pick("refit", True, "the validation split picks the epoch count, then the model trains again on all "
+                            "training rows for that many epochs: small data cannot spare a fifth of its rows")
+    if model_name == "mlp" and train.task != "regression":
+        counts = torch.bincount(train.targets, minlength=train.n_outputs)
+        largest, smallest = int(counts.max()), int(counts.min())
+        if smallest == 0 or largest / smallest > IMBALANCE_RATIO:
+            pick("class_weight", "balanced", f"the classes are imbalanced ({largest} rows in the largest, {smallest} "
+                                             "in the smallest): each class weighs as much in the loss")
+    return replace(config, **{c.setting: c.value for c in choices}), choices
