@@ -48,3 +48,53 @@ def test_id_matrix_checks_range_and_padding_rows():
         TOKENS.check_id_matrix(np.array([[5, 6], [-1, 3]]))
     with pytest.raises(InvalidInput, match="instance 0: empty sequence"):
         TOKENS.check_id_matrix(np.array([[0, 0], [5, 0]]))
+
+
+# ---------------------------------------------------------------- models with column kinds (models/columns.py)
+
+def tabular(counter=None) -> FeatureSchema:
+    from models.columns import Column
+
+    columns = (Column("hp", "numeric", fill_value=90.0, missing_indicator=True),
+               Column("origin", "categorical", vocabulary=("eu", "jp", "us")),
+               Column("cyl", "categorical", vocabulary=("4", "6"), value_type="integer"))
+    return FeatureSchema(tuple(c.name for c in columns), columns, counter)
+
+
+def test_raw_values_become_numbers_codes_and_gaps():
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    counter = Counter("unseen", "instances with an unseen category", registry=registry)
+    batch = tabular(counter).parse([{"hp": None, "origin": "jp", "cyl": 6}, [70, "mars", "4"], [80.5, None, None],
+                                    [1, "", 4]])
+    assert batch.dtype == np.float32 and np.isnan(batch[0, 0])
+    assert batch[:, 1:].tolist() == [[2, 2], [0, 1], [0, 0], [0, 1]]  # mars: unseen; None and "": missing
+    assert batch[1:, 0].tolist() == [70, 80.5, 1]
+    assert registry.get_sample_value("unseen_total") == 1  # one instance held an unseen category
+
+
+@pytest.mark.parametrize("instances, message", [
+    ([[1, "eu", "4"], ["90", "eu", 4]], "instance 1, feature 'hp': expected a number (or null for a missing value), "
+                                        "got string '90'"),
+    ([[1, 2, 4]], "instance 0, feature 'origin': expected a category name (a string) or null"),
+    ([[1, "eu", 4.5]], "instance 0, feature 'cyl': expected an integer category or null"),
+    ([[1, "eu", True]], "instance 0, feature 'cyl': expected an integer category or null"),
+    ([[1, "eu"]], "instance 0: expected a list of 3 values (hp, origin, cyl) or an object keyed by feature name, "
+                  "got 2 values"),
+    ([[float("inf"), "eu", 4]], "instance 0, feature 'hp': inf is not a finite number"),
+])
+def test_bad_raw_values_name_instance_and_feature(instances, message):
+    with pytest.raises(InvalidInput) as error:
+        tabular().parse(instances)
+    assert message in str(error.value)
+
+
+def test_codes_sent_as_numbers_must_lie_in_the_vocabulary():
+    schema = tabular()
+    assert schema.as_float32(np.array([[np.nan, 3, 0]])).shape == (1, 3)  # NaN: a gap; 3 = "us"; 0: missing
+    with pytest.raises(InvalidInput, match="instance 1, feature 'origin': 4 is not a category code; codes run from "
+                                           r"1 to 3 \(0: missing or unseen\)"):
+        schema.as_float32(np.array([[1.0, 1, 1], [1.0, 4, 1]]))
+    with pytest.raises(InvalidInput, match="feature 'cyl': 1.5 is not a category code"):
+        schema.as_float32(np.array([[1.0, 1, 1.5]]))

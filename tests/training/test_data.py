@@ -1,5 +1,7 @@
 """Built-in datasets hold what they promise; user files load with their names and classes."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -64,3 +66,52 @@ def test_bad_values_are_located(tmp_path, content, message):
     (tmp_path / "bad.csv").write_text(content)
     with pytest.raises(data.DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.load_table(tmp_path / "bad.csv", "y", None, "regression", "features")
+
+
+# ---------------------------------------------------------------- column kinds, gaps, categories
+
+def write(tmp_path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    return tmp_path / "t.csv"
+
+
+def test_kinds_are_inferred_gaps_become_nan_and_strings_become_codes(tmp_path):
+    frame = pd.DataFrame({"size": [1.5, None, 3.0, 4.0] * 5, "city": ["paris", "rome", None, "paris"] * 5,
+                          "y": range(20)})
+    ds = data.load_table(write(tmp_path, frame), "y", None, "regression", "features")
+    size, city = ds.columns
+    assert (size.kind, city.kind) == ("numeric", "categorical")
+    assert city.vocabulary == ("paris", "rome") and city.value_type == "string"
+    assert torch.isnan(ds.inputs[1, 0]) and ds.inputs[0, 0] == 1.5
+    assert ds.inputs[:4, 1].tolist() == [1.0, 2.0, 0.0, 1.0]  # code k: vocabulary[k - 1]; 0: missing
+
+
+def test_integer_codes_declared_categorical_keep_integer_keys(tmp_path):
+    frame = pd.DataFrame({"cylinders": [4, 6, 8, None] * 5, "y": range(20)})
+    ds = data.load_table(write(tmp_path, frame), "y", None, "regression", "features", categorical=["cylinders"])
+    (column,) = ds.columns
+    assert column.vocabulary == ("4", "6", "8") and column.value_type == "integer"  # not '4.0': read as floats
+    inferred = data.load_table(write(tmp_path, frame), "y", None, "regression", "features")
+    assert inferred.columns[0].kind == "numeric"
+
+
+def test_rows_without_a_target_are_left_out_and_counted_and_messages_keep_file_rows(tmp_path):
+    frame = pd.DataFrame({"x": [1.0] * 12, "y": [1.0, None] + [2.0] * 10})
+    ds = data.load_table(write(tmp_path, frame), "y", None, "regression", "features")
+    assert len(ds) == 11 and ds.dropped_rows == 1
+    frame["x"] = [1.0] * 5 + ["oops"] + [1.0] * 6  # the 7th line, after the header and the dropped row's
+    with pytest.raises(data.DataError, match=r"column 'x', row 6 \(line 7\): 'oops' is not a number"):
+        data.load_table(write(tmp_path, frame), "y", None, "regression", "features")
+
+
+def test_fit_columns_keeps_the_training_split_categories_and_flags_its_gaps(tmp_path):
+    frame = pd.DataFrame({"size": [1.0, 2.0, None, 4.0], "city": ["paris", "rome", "oslo", "rome"], "y": range(4)})
+    ds = data.load_table(write(tmp_path, frame.loc[frame.index.repeat(3)]), "y", None, "regression", "features")
+    train, val = ds.subset(torch.tensor([0, 3, 9])), ds.subset(torch.tensor([6, 7, 8]))  # oslo only in validation
+    train, val = data.fit_columns(train, val)
+    size, city = train.columns
+    assert city.vocabulary == ("paris", "rome")
+    assert train.inputs[:, 1].tolist() == [1.0, 2.0, 2.0]
+    assert val.inputs[:, 1].tolist() == [0.0, 0.0, 0.0]  # oslo: unseen in training, slot 0
+    assert size.missing_indicator is False  # the gap lies in validation rows only
+    assert data.fit_columns(val, train)[0].columns[0].missing_indicator is True

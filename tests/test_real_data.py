@@ -1,0 +1,149 @@
+"""Real tabular data, as a user brings it: trained by `modelserve train`, served, and scored through the service.
+
+The sets ship with test dependencies (benchmarks/real_data.py): scikit-learn's wine, digits and iris, and
+vega_datasets' cars, with gaps (Horsepower), a categorical column (Origin) and rows without a target.
+"""
+
+import numpy as np
+import pytest
+import tritonclient.http as tritonclient
+
+from benchmarks import real_data
+from tests.servers import start
+from training.cli import main
+
+pytestmark = pytest.mark.slow
+CAR = {"Cylinders": 4, "Displacement": 97.0, "Horsepower": None, "Weight_in_lbs": 2130, "Acceleration": 14.5,
+       "Year": 1980, "Origin": "Japan"}
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """Every set split 75/25, trained with the defaults into the session store, and one server serving them."""
+    tmp = tmp_path_factory.mktemp("real")
+    splits = {}
+    for name in real_data.SETS:
+        train, test = real_data.split(name)
+        train.to_csv(tmp / f"{name}.csv", index=False)
+        assert main([*real_data.train_command(name, tmp / f"{name}.csv"), "--run-dir", str(tmp / name)]) == 0
+        splits[name] = (train, test)
+    server = start(tmp_path_factory, "real-server", models=",".join(f"{n}:latest" for n in real_data.SETS), workers=1)
+    yield server, splits
+    server.stop()
+
+
+def post(server, path: str, body: dict):
+    import httpx
+
+    return httpx.post(server.url + path, json=body, timeout=30)
+
+
+@pytest.mark.parametrize("name", list(real_data.SETS))
+def test_served_model_scores_at_least_scikit_learn_on_held_out_rows(real, name):
+    server, splits = real
+    train, test = splits[name]
+    served = real_data.served_score(server.url, name, test)
+    baseline = real_data.sklearn_score(name, train, test)
+    assert served >= baseline - real_data.TOLERANCE, f"{name}: modelserve {served:.4f}, scikit-learn {baseline:.4f}"
+
+
+def test_metadata_shows_each_column_its_kind_and_vocabulary(real):
+    import httpx
+
+    server, _ = real
+    v1 = httpx.get(f"{server.url}/v1/models/cars").json()
+    columns = {c["name"]: c for c in v1["columns"]}
+    assert columns["Origin"]["kind"] == "categorical" and columns["Origin"]["vocabulary"] == ["Europe", "Japan", "USA"]
+    assert columns["Horsepower"]["kind"] == "numeric" and columns["Horsepower"]["missing_indicator"] is True
+    assert columns["Weight_in_lbs"]["missing_indicator"] is False  # (no gaps in training: no indicator)
+    v2 = httpx.get(f"{server.url}/v2/models/cars").json()
+    tensors = {t["name"]: t for t in v2["inputs"]}
+    assert tensors["features"]["shape"] == [-1, 7]
+    assert tensors["Origin"]["datatype"] == "BYTES" and tensors["Horsepower"]["datatype"] == "FP32"
+
+
+def test_manifest_records_what_was_chosen_and_why(real):
+    import json
+    from pathlib import Path
+
+    import bentoml
+
+    cars = json.loads((Path(bentoml.models.get("cars:latest").path) / "manifest.json").read_text())
+    wine = json.loads((Path(bentoml.models.get("wine:latest").path) / "manifest.json").read_text())
+    assert {c["setting"]: c["value"] for c in cars["choices"]} == {"solver": "lstsq", "refit": True}
+    assert {"weight_decay", "refit", "epochs"} <= {c["setting"] for c in wine["choices"]}
+    assert all(c["why"] for c in cars["choices"] + wine["choices"])
+    assert cars["data"]["dropped_rows_without_target"] == 8
+    # the parity check covered rows with every value missing or unseen, on both formats
+    cases = {(r["format"], r["case"]) for r in cars["parity"]["results"]}
+    assert ("onnx", "batch=7 every other row missing or unseen") in cases
+    assert ("torchscript", "batch=1 every other row missing or unseen") in cases
+
+
+def test_gaps_and_unseen_categories_are_answered_and_unseen_ones_counted(real):
+    import httpx
+
+    server, _ = real
+
+    def unseen() -> float:
+        text = httpx.get(f"{server.url}/metrics").text
+        line = next((row for row in text.splitlines()
+                     if row.startswith("modelserve_inputs_outside_training_range_total{")
+                     and 'feature="unseen_category"' in row and 'model="cars"' in row), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = unseen()
+    rows = [CAR, {**CAR, "Origin": "Mars"}, {**CAR, "Origin": None}, {**CAR, "Origin": "Atlantis", "Year": None}]
+    reply = post(server, "/v1/models/cars:predict", {"instances": rows})
+    assert reply.status_code == 200, reply.text
+    known, mars, missing, atlantis = reply.json()["predictions"]
+    assert mars == pytest.approx(missing)  # an unseen category and a missing one share slot 0
+    assert known != pytest.approx(mars)
+    assert unseen() == before + 2  # Mars and Atlantis; a missing category is not unseen
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"instances": [{**CAR, "Horsepower": "95"}]}, "instance 0, feature 'Horsepower': expected a number"),
+    ({"instances": [{**CAR, "Origin": 3}]}, "instance 0, feature 'Origin': expected a category name (a string)"),
+    ({"instances": [[4, 97.0, None, 2130, 14.5, 1980]]}, "instance 0: expected a list of 7 values"),
+    ({"instances": [{**CAR, "Colour": "red"}]}, "instance 0: unknown feature 'Colour'"),
+])
+def test_bad_values_get_a_400_naming_the_instance_and_feature(real, body, fragment):
+    server, _ = real
+    reply = post(server, "/v1/models/cars:predict", body)
+    assert reply.status_code == 400 and fragment in reply.json()["error"], reply.text
+    assert post(server, "/v1/models/cars:predict", {"instances": [CAR]}).status_code == 200
+
+
+def test_v2_features_tensor_refuses_a_code_outside_the_vocabulary(real):
+    server, _ = real
+    row = [4, 97.0, 88.0, 2130, 14.5, 1980, 4]  # Origin's codes run 0..3
+    reply = post(server, "/v2/models/cars/infer", {"inputs": [{"name": "features", "shape": [1, 7], "datatype": "FP32",
+                                                              "data": row}]})
+    assert reply.status_code == 400 and "feature 'Origin': 4 is not a category code" in reply.json()["error"]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_stock_tritonclient_sends_one_tensor_per_column(real, binary):
+    """Categories travel as BYTES [N] by name, numbers as FP32 [N]; the answers equal v1's for the same rows. A gap
+    travels as NaN in binary form (JSON has no NaN, so tritonclient's JSON form carries rows without gaps)."""
+    server, _ = real
+    rows = [{**CAR, "Horsepower": 65.0}, {**CAR, "Horsepower": 150.0, "Origin": "USA", "Cylinders": 8},
+            {**CAR, "Horsepower": 88.0, "Origin": "Mars"}]
+    if binary:
+        rows.append(CAR)  # Horsepower missing
+    expected = post(server, "/v1/models/cars:predict", {"instances": rows}).json()["predictions"]
+    client = tritonclient.InferenceServerClient(server.url.removeprefix("http://"))
+    tensors = []
+    for column in CAR:
+        values = [row[column] for row in rows]
+        if column == "Origin":
+            tensor = tritonclient.InferInput(column, [len(rows)], "BYTES")
+            tensor.set_data_from_numpy(np.array(values, dtype=object), binary_data=binary)
+        else:
+            tensor = tritonclient.InferInput(column, [len(rows)], "FP32")
+            tensor.set_data_from_numpy(np.array([np.nan if v is None else v for v in values], dtype=np.float32),
+                                       binary_data=binary)
+        tensors.append(tensor)
+    result = client.infer("cars", tensors)
+    assert result.as_numpy("predictions")[:, 0] == pytest.approx(expected, rel=1e-5)

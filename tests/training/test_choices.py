@@ -1,0 +1,67 @@
+"""What the job chooses for the data it is given: least squares solved exactly, small-data and imbalance settings
+for the MLP, each only where the user did not set it."""
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from training.choices import choose
+from training.data import Dataset
+from training.loop import TrainConfig, balanced_class_weights
+from training.solve import solve_least_squares
+
+
+def regression_data(n: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)) * [1.0, 100.0, 0.01]  # (n, 3) wildly different scales
+    y = x @ [2.0, -0.03, 300.0] + 5 + rng.normal(size=n)
+    return Dataset("t", "regression", torch.tensor(x, dtype=torch.float32),
+                   torch.tensor(y, dtype=torch.float32).unsqueeze(1), ["a", "b", "c"], ["y"])
+
+
+def test_least_squares_reaches_the_exact_optimum():
+    train, val = regression_data(200, 0), regression_data(50, 1)
+    model = models.build_model("regression", models.make_config("regression", {"n_features": 3}))
+    result = solve_least_squares(model, train, val)
+    x, y = train.inputs.double().numpy(), train.targets.double().numpy()
+    design = np.column_stack([x, np.ones(len(x))])
+    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+    with torch.no_grad():
+        predicted = result.model(val.inputs).double().numpy()
+    expected = np.column_stack([val.inputs.double().numpy(), np.ones(len(val))]) @ coefficients
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-3)
+    assert result.metrics["r2"] > 0.9
+
+
+def classes(counts: list[int]) -> Dataset:
+    targets = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    return Dataset("t", "multiclass", torch.zeros(len(targets), 2), targets, ["a", "b"], ["y"],
+                   [str(c) for c in range(len(counts))])
+
+
+def test_small_imbalanced_data_gets_the_mlp_settings_and_each_says_why():
+    config, chosen = choose("mlp", classes([90, 10]), TrainConfig(), set(), user_data=True)
+    settings = {c.setting: c.value for c in chosen}
+    assert settings == {"weight_decay": 0.1, "batch_size": 32, "epochs": 200, "patience": 30, "refit": True,
+                        "class_weight": "balanced"}
+    assert (config.weight_decay, config.refit, config.class_weight) == (0.1, True, "balanced")
+    assert all(c.why for c in chosen) and "90 rows in the largest, 10 in the smallest" in chosen[-1].why
+
+
+def test_what_the_user_set_is_kept_and_built_in_data_keeps_its_recipe():
+    config, chosen = choose("mlp", classes([50, 50]), TrainConfig(weight_decay=0.0, epochs=7),
+                            {"weight_decay", "epochs"}, user_data=True)
+    assert (config.weight_decay, config.epochs) == (0.0, 7)
+    assert "class_weight" not in {c.setting for c in chosen}  # balanced classes
+    assert choose("mlp", classes([50, 50]), TrainConfig(), set(), user_data=False)[1] == []
+    config, chosen = choose("regression", classes([5, 5]), TrainConfig(), {"solver"}, user_data=True)
+    assert config.solver == "gradient" and [c.setting for c in chosen] == ["refit"]
+
+
+def test_balanced_class_weights_match_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    targets = torch.tensor([0] * 6 + [1] * 3 + [2])
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=targets.numpy())
+    assert balanced_class_weights(targets, 3).tolist() == pytest.approx(expected.tolist())
