@@ -95,11 +95,13 @@ class FeatureSchema:
         batch = np.empty((len(rows), len(self.names)), dtype=np.float64)
         codes = [c.codes() if c.is_categorical else None for c in self.columns]
         unseen = 0
+        expected = f"{len(self.names)} {'values' if self.has_categories else 'numbers'} ({', '.join(self.names)})"
         for i, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) != len(self.names):
-                got = f"{len(row)} values" if isinstance(row, list) else kind_of(row)
-                raise InvalidInput(f"instance {i}: expected a list of {len(self.names)} values "
-                                   f"({', '.join(self.names)}) or an object keyed by feature name, got {got}")
+            if not isinstance(row, list):
+                raise InvalidInput(f"instance {i}: expected a list of {expected} or an object keyed by feature name, "
+                                   f"got {kind_of(row)}")
+            if len(row) != len(self.names):
+                raise InvalidInput(f"instance {i}: expected {expected}, got {len(row)} values")
             seen_all = True
             for j, (value, column) in enumerate(zip(row, self.columns)):
                 if value is None or (value == "" and column.is_categorical):
@@ -111,8 +113,8 @@ class FeatureSchema:
                 elif isinstance(value, (int, float)):  # (booleans count as 0/1, as numpy reads them)
                     batch[i, j] = value
                 else:
-                    raise InvalidInput(f"instance {i}, feature {column.name!r}: expected a number (or null for a "
-                                       f"missing value), got {kind_of(value)}")
+                    raise InvalidInput(f"instance {i}, feature {column.name!r}: expected a number, got "
+                                       f"{kind_of(value)} (null marks a missing value)")
             unseen += not seen_all
         if unseen and self.unseen_category is not None:
             self.unseen_category.inc(unseen)

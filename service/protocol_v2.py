@@ -189,13 +189,19 @@ def format_outputs(model: ServedModel, outputs: np.ndarray, requested: list | No
 
 
 def model_metadata(model: ServedModel) -> dict:
+    """The inputs a client sends: for a model with categorical columns, one tensor per column (its kind and
+    vocabulary under `parameters`); otherwise the one `features` tensor (the column kinds under its `parameters`).
+    Either form is accepted; metadata lists one, so that tools which send every listed input send a valid set."""
     spec = model.manifest["inputs"][0]
     inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
+    columns = None if model.is_tokens else model.schema.columns
     if model.is_tokens:
         inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
-    for column in model.schema.columns or () if not model.is_tokens else ():  # (the tensor-per-column form)
-        inputs.append({"name": column.name, "datatype": "BYTES" if column.is_categorical else "FP32", "shape": [-1],
-                       "parameters": column.to_dict()})
+    elif columns is not None and model.schema.has_categories:
+        inputs = [{"name": c.name, "datatype": "BYTES" if c.is_categorical else "FP32", "shape": [-1],
+                   "parameters": c.to_dict()} for c in columns]
+    elif columns is not None:
+        inputs[0]["parameters"] = {"columns": [c.to_dict() for c in columns]}
     outputs = [{"name": o["name"], "datatype": o["datatype"], "shape": o["shape"]} for o in model.manifest["outputs"]]
     if model.task != "regression":
         outputs.append({"name": "label", "datatype": "BYTES", "shape": [-1]})

@@ -57,9 +57,10 @@ def test_metadata_shows_each_column_its_kind_and_vocabulary(real):
     assert columns["Horsepower"]["kind"] == "numeric" and columns["Horsepower"]["missing_indicator"] is True
     assert columns["Weight_in_lbs"]["missing_indicator"] is False  # (no gaps in training: no indicator)
     v2 = httpx.get(f"{server.url}/v2/models/cars").json()
-    tensors = {t["name"]: t for t in v2["inputs"]}
-    assert tensors["features"]["shape"] == [-1, 7]
+    tensors = {t["name"]: t for t in v2["inputs"]}  # a model with categories lists a tensor per column
+    assert list(tensors) == list(columns) and "features" not in tensors
     assert tensors["Origin"]["datatype"] == "BYTES" and tensors["Horsepower"]["datatype"] == "FP32"
+    assert tensors["Origin"]["parameters"]["vocabulary"] == ["Europe", "Japan", "USA"]
 
 
 def test_manifest_records_what_was_chosen_and_why(real):
@@ -102,10 +103,25 @@ def test_gaps_and_unseen_categories_are_answered_and_unseen_ones_counted(real):
     assert unseen() == before + 2  # Mars and Atlantis; a missing category is not unseen
 
 
+def test_a_gap_reads_as_the_training_median_null_and_nan_alike(real):
+    """Weight_in_lbs had no gaps in training, so no indicator: a gap answers exactly as its fill value does."""
+    import httpx
+
+    server, _ = real
+    fill = next(c["fill_value"] for c in httpx.get(f"{server.url}/v1/models/cars").json()["columns"]
+                if c["name"] == "Weight_in_lbs")
+    rows = [{**CAR, "Weight_in_lbs": None}, {**CAR, "Weight_in_lbs": fill}]
+    gap, filled = post(server, "/v1/models/cars:predict", {"instances": rows}).json()["predictions"]
+    assert gap == pytest.approx(filled, rel=1e-6)
+    body = ('{"instances": [[4, 97.0, 88.0, NaN, 14.5, 1980, "Japan"], [4, 97.0, 88.0, null, 14.5, 1980, "Japan"]]}')
+    nan, null = httpx.post(f"{server.url}/v1/models/cars:predict", content=body, timeout=30).json()["predictions"]
+    assert nan == pytest.approx(null)
+
+
 @pytest.mark.parametrize("body, fragment", [
     ({"instances": [{**CAR, "Horsepower": "95"}]}, "instance 0, feature 'Horsepower': expected a number"),
     ({"instances": [{**CAR, "Origin": 3}]}, "instance 0, feature 'Origin': expected a category name (a string)"),
-    ({"instances": [[4, 97.0, None, 2130, 14.5, 1980]]}, "instance 0: expected a list of 7 values"),
+    ({"instances": [[4, 97.0, None, 2130, 14.5, 1980]]}, "instance 0: expected 7 values (Cylinders, "),
     ({"instances": [{**CAR, "Colour": "red"}]}, "instance 0: unknown feature 'Colour'"),
 ])
 def test_bad_values_get_a_400_naming_the_instance_and_feature(real, body, fragment):
@@ -147,3 +163,17 @@ def test_stock_tritonclient_sends_one_tensor_per_column(real, binary):
         tensors.append(tensor)
     result = client.infer("cars", tensors)
     assert result.as_numpy("predictions")[:, 0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_examples_command_prints_a_request_the_service_answers(real):
+    import json
+
+    from training.examples import curl_examples
+
+    server, _ = real
+    lines = curl_examples(server.url)
+    curl = lines[lines.index(next(line for line in lines if line.startswith("# cars:"))) + 1]
+    body = json.loads(curl.split("-d '", 1)[1].rstrip("'"))
+    assert any(value is None for value in body["instances"][-1].values())  # a gap, answered
+    reply = post(server, "/v1/models/cars:predict", body)
+    assert reply.status_code == 200 and len(reply.json()["predictions"]) == len(body["instances"])

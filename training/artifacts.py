@@ -107,6 +107,7 @@ def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Data
         "primary_metric": metric,
         "metrics": result.metrics,
         "epochs_run": result.epochs_run,
+        "refit_epochs": result.refit_epochs,
         "train_samples_per_second": round(result.samples_per_second, 1),
         "train_samples_per_second_after_first_epoch": round(result.steady_samples_per_second, 1),
         "trained_on": device,

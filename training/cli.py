@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         serve.add_argument(f"--{flag}", type=_positive)
 
     bench = commands.add_parser("bench", help="run a benchmark script from the checkout's benchmarks/",
-                                description="Runs benchmarks/serving.py, paired.py or train_throughput.py; "
+                                description="Runs benchmarks/serving.py, paired.py, train_throughput.py or "
+                                            "real_data.py; "
                                             "arguments after the name go to the script (try: bench serving -h).")
     bench.add_argument("benchmark", choices=sorted(BENCHMARKS))
     bench.add_argument("script_args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
@@ -81,7 +82,8 @@ class _ModelNames:
         return name in models.REGISTRY
 
 
-BENCHMARKS = {"serving": "serving.py", "paired": "paired.py", "training": "train_throughput.py"}
+BENCHMARKS = {"serving": "serving.py", "paired": "paired.py", "training": "train_throughput.py",
+              "real-data": "real_data.py"}
 SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-body-bytes", "workers",
                    "engine-threads")
 

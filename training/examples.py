@@ -16,6 +16,11 @@ def example_instances(manifest: dict) -> list:
     names = manifest["feature_names"]
     if names == list(HOUSING_COEFFICIENTS)[1:]:
         return [[120.0, 15.0], {"area_m2": 80.0, "age_years": 40.0}]
+    columns = manifest.get("columns")
+    if columns:  # an object keyed by column: a category from the vocabulary, a number near the median, a gap
+        row = {c["name"]: c["vocabulary"][0] if c["kind"] == "categorical" else c["fill_value"] for c in columns}
+        numeric = [c["name"] for c in columns if c["kind"] == "numeric"]
+        return [row, {**row, numeric[0]: None}] if numeric else [row]
     return [[round(0.5 * (i + 1), 2) for i in range(len(names))]]
 
 

@@ -161,7 +161,7 @@ def fit(opts: JobOptions, model_cfg, train_split: datasets.Dataset, val_split: d
         final = train(opts.model, build(), everything, val_split, refit_config, runtime, run_dir / "refit",
                       select_best=False)
     return TrainResult(model=final.model, metrics=result.metrics, best_epochs=result.best_epochs,
-                       history=result.history, epochs_run=result.epochs_run + final.epochs_run,
+                       refit_epochs=final.epochs_run, history=result.history, epochs_run=result.epochs_run,
                        samples_per_second=result.samples_per_second,
                        steady_samples_per_second=result.steady_samples_per_second,
                        optimizer_state=final.optimizer_state)
@@ -174,7 +174,9 @@ def publish(opts: JobOptions, name: str, task: str, result: TrainResult, train_s
     with tempfile.TemporaryDirectory(prefix=f"modelserve-{name}-") as tmp:
         manifest = build_artifacts(Path(tmp), opts.model, result, train_split, val_split, config,
                                    str(runtime.device), runtime.world_size, choices)
-        extra = {"epochs": str(result.epochs_run), "samples/s": f"{result.samples_per_second:,.0f}",
+        extra = {"epochs": str(result.epochs_run), **({"refit epochs (all rows)": str(result.refit_epochs)}
+                                                      if result.refit_epochs else {}),
+                 "samples/s": f"{result.samples_per_second:,.0f}",
                  "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
         if choices:
             print_table(choices_table(f"{name}: chosen for this data", choices))

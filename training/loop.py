@@ -88,6 +88,8 @@ class TrainResult:
     """Validation metrics of that model."""
     best_epochs: int = 0
     """Epochs trained by the model returned (the one with the lowest validation loss)."""
+    refit_epochs: int = 0
+    """Epochs of the refit on all training rows (config.refit), 0 without one."""
     history: list[dict[str, float]] = field(default_factory=list)
     """One entry per epoch: epoch, lr, train_loss, val_loss and the validation metrics."""
     epochs_run: int = 0

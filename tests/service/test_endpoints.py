@@ -62,7 +62,11 @@ def test_v2_health_server_and_model_metadata(server, trained):
     assert httpx.get(f"{server.url}/v2/health/ready").json() == {"ready": True}
     assert httpx.get(f"{server.url}/v2").json()["name"] == "modelserve"
     meta = httpx.get(f"{server.url}/v2/models/regression").json()
-    assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 2]}]
+    (features,) = meta["inputs"]  # (a model without categories lists its one tensor, with the column kinds)
+    assert {k: features[k] for k in ("name", "datatype", "shape")} == {"name": "features", "datatype": "FP32",
+                                                                       "shape": [-1, 2]}
+    assert [(c["name"], c["kind"]) for c in features["parameters"]["columns"]] == [("area_m2", "numeric"),
+                                                                                  ("age_years", "numeric")]
     assert meta["versions"] == [trained["regression"]["tag"].split(":")[1]]
     assert httpx.get(f"{server.url}/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
 

@@ -75,13 +75,14 @@ def test_raw_values_become_numbers_codes_and_gaps():
 
 
 @pytest.mark.parametrize("instances, message", [
-    ([[1, "eu", "4"], ["90", "eu", 4]], "instance 1, feature 'hp': expected a number (or null for a missing value), "
-                                        "got string '90'"),
+    ([[1, "eu", "4"], ["90", "eu", 4]], "instance 1, feature 'hp': expected a number, got string '90' (null marks "
+                                        "a missing value)"),
     ([[1, 2, 4]], "instance 0, feature 'origin': expected a category name (a string) or null"),
     ([[1, "eu", 4.5]], "instance 0, feature 'cyl': expected an integer category or null"),
     ([[1, "eu", True]], "instance 0, feature 'cyl': expected an integer category or null"),
-    ([[1, "eu"]], "instance 0: expected a list of 3 values (hp, origin, cyl) or an object keyed by feature name, "
-                  "got 2 values"),
+    ([[1, "eu"]], "instance 0: expected 3 values (hp, origin, cyl), got 2 values"),
+    ([[1, "eu", 4], "x"], "instance 1: expected a list of 3 values (hp, origin, cyl) or an object keyed by feature "
+                          "name, got string 'x'"),
     ([[float("inf"), "eu", 4]], "instance 0, feature 'hp': inf is not a finite number"),
 ])
 def test_bad_raw_values_name_instance_and_feature(instances, message):
