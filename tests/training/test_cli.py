@@ -57,6 +57,23 @@ def test_toml_config_sets_model_and_training_fields_and_flags_win(tmp_path):
     assert manifest["train_config"]["lr"] == 0.001 and manifest["epochs_run"] == 1
 
 
+def test_toml_data_keys_declare_column_kinds_and_train_keys_win_over_choices(tmp_path):
+    rng = np.random.default_rng(0)
+    grade = rng.integers(1, 4, 120)  # integer codes: numeric unless declared categorical
+    pd.DataFrame({"grade": grade, "size": rng.normal(size=120), "price": 10.0 * grade + rng.normal(size=120)}) \
+        .to_csv(tmp_path / "flats.csv", index=False)
+    (tmp_path / "flats.toml").write_text(f'[data]\npath = "{tmp_path / "flats.csv"}"\ntarget = "price"\n'
+                                         'categorical = ["grade"]\n[train]\nsolver = "gradient"\nepochs = 3\n')
+    assert main(["train", "regression", "--name", "flats", "--config", str(tmp_path / "flats.toml"),
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    manifest = latest_manifest("flats")
+    grade_column, size_column = manifest["columns"]
+    assert grade_column["kind"] == "categorical" and grade_column["vocabulary"] == ["1", "2", "3"]
+    assert grade_column["value_type"] == "integer" and size_column["kind"] == "numeric"
+    assert manifest["train_config"]["solver"] == "gradient"  # [train] set it: no choice overrides it
+    assert [c["setting"] for c in manifest["choices"]] == ["refit"]
+
+
 def test_toml_with_unknown_table_is_refused(tmp_path, capsys):
     (tmp_path / "c.toml").write_text("[optimiser]\nlr = 1\n")
     assert main(["train", "mlp", "--config", str(tmp_path / "c.toml")]) == 2
