@@ -38,7 +38,7 @@ RUN if [ "$BAKE_MODELS" = "true" ]; then \
 # ---------------------------------------------------------------- runtime: no compilers, no caches
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
-    BENTOML_HOME=/var/lib/modelserve BENTOML_DO_NOT_TRACK=true
+    BENTOML_HOME=/var/lib/modelserve BENTOML_DO_NOT_TRACK=true MODELSERVE_LOG_FORMAT=json
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \

@@ -23,7 +23,7 @@ from bentoml._internal.marshal.dispatcher import CorkDispatcher, Job, Optimizer
 from service import metrics
 from service.batch_limit import BatchLimits
 from service.engine_cost import EngineCost
-from service.errors import Overloaded
+from service.errors import Overloaded, QueueFull
 from service.in_flight import REQUESTS
 from service.training_range import TokenTrainingRange, TrainingRange
 
@@ -190,8 +190,10 @@ def _overloaded():
 class ModelBatcher:
     def __init__(self, model: str, engine, backend: str, pad_id: int | None, max_batch_size: int,
                  max_latency_ms: int, batching: bool = True,
-                 training_range: TrainingRange | TokenTrainingRange | None = None) -> None:
+                 training_range: TrainingRange | TokenTrainingRange | None = None, max_queue: int = 2048) -> None:
         self.engine = engine
+        self.max_queue = max_queue
+        self._pending = 0  # requests waiting for or in the engine (infer)
         self.batching = batching
         self.pad_id = pad_id  # None for feature models; token batches of different lengths get padded
         self.max_batch_size = max_batch_size
@@ -273,7 +275,18 @@ class ModelBatcher:
         return results
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Queue one request's rows; returns its own outputs once its engine call is done."""
+        """Queue one request's rows; returns its own outputs once its engine call is done. Refused at once (429)
+        while max_queue requests already wait: past that a request would only wait out its client's patience."""
+        if self._pending >= self.max_queue and self.recording:  # (warm-up's bursts are its own)
+            raise QueueFull(f"{self._pending} requests for model {self._model!r} are already waiting in this worker "
+                            f"(MODELSERVE_MAX_QUEUE={self.max_queue}); retry later")
+        self._pending += 1
+        try:
+            return await self._infer(batch)
+        finally:
+            self._pending -= 1
+
+    async def _infer(self, batch: np.ndarray) -> np.ndarray:
         limit = self.limits.rows_for(batch)
         if self.batching and batch.shape[0] < limit:
             if not REQUESTS.alone():

@@ -44,6 +44,12 @@ class ServeConfig:
     Measured on an H200 (2026-11-22): the heavy transformer's ONNX engine at batch 64 ran 1.64x faster with it;
     the trained default transformer's probabilities moved from the CPU's by up to 5.7e-4 (random weights: 2.7e-5
     with it, 6e-8 without). False: full float32."""
+    log_format: str = "text"
+    """'text', or 'json': one JSON object per log line, and an access line per request with its id, model,
+    version, status and duration (service/request_log.py). The container and the manifests set json."""
+    max_queue: int = 2048
+    """Most requests of one model waiting for or in its engine, per worker; beyond it a request is refused at
+    once with 429 and Retry-After instead of waiting. Large enough that a burst of 2,000 is served whole."""
     small_batches_on_cpu: bool = True
     """On CUDA, load each model on the CPU as well and run there the batch sizes warm-up measured faster on it
     (engines.SmallBatchesOnCpu): a lone request skips the GPU's per-call floor. False: every call on CUDA."""
@@ -56,8 +62,10 @@ class ServeConfig:
             problems.append(f"backend must be onnx or torchscript, got {self.backend!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.log_format not in ("text", "json"):
+            problems.append(f"log_format must be text or json, got {self.log_format!r}")
         for name in ("max_batch_size", "max_latency_ms", "max_instances", "max_body_bytes", "workers",
-                     "engine_threads"):
+                     "engine_threads", "max_queue"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_batch_size < 2:

@@ -36,4 +36,16 @@ class ModelNotReady(RequestError):
 
 
 class Overloaded(RequestError):
+    """The batcher predicts this request would miss max_latency_ms."""
+
     status, reason = 503, "overloaded"
+
+
+class QueueFull(RequestError):
+    """The model's queue in this worker holds max_queue requests already."""
+
+    status, reason = 429, "queue_full"
+
+
+RETRY_AFTER_SECONDS = 1
+"""Sent with every 429 and 503: load moves in well under a second, so a client need not wait longer."""

@@ -18,7 +18,7 @@ VERSION_KEY = "modelserve.version"
 API, so both share its batcher and metrics), and the handler refuses a version that is not the one served."""
 REASON_HEADER = b"x-reject-reason"
 REASON_BY_STATUS = {400: "invalid_body", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                    413: "body_too_large", 500: "internal_error", 503: "unavailable"}
+                    413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "unavailable"}
 
 
 async def _reply(send, status: int, message: str, reason: str, extra_headers: list | None = None) -> None:

@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse, Response
 
 from service import binary_tensors, protocol_v1, protocol_v2
 from service.binary_tensors import BinaryBody
-from service.errors import NonFiniteOutput, RequestError
+from service.errors import RETRY_AFTER_SECONDS, NonFiniteOutput, RequestError
 from service.guard import REASON_HEADER
 from service.registry import ModelRegistry
 
@@ -18,7 +18,10 @@ def json_reply(body: dict) -> Response:
 
 
 def refusal(error: RequestError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers={REASON_HEADER.decode(): error.reason})
+    headers = {REASON_HEADER.decode(): error.reason}
+    if error.status in (429, 503):  # (overload and not-ready: both pass; say when to try again)
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def finite(outputs: np.ndarray) -> np.ndarray:

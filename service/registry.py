@@ -100,7 +100,8 @@ class ModelRegistry:
             training_range = TrainingRange.from_manifest(artifacts.name, schema.names, manifest)
         metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
         batcher = ModelBatcher(artifacts.name, engine, self.config.backend, pad_id, self.config.max_batch_size,
-                               self.config.max_latency_ms, self.config.batching, training_range)
+                               self.config.max_latency_ms, self.config.batching, training_range,
+                               max_queue=self.config.max_queue)
         metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=self.config.backend,
                                   device=device).set(1)
         log.info("loaded %s (%s on %s)", artifacts.tag, self.config.backend, device)
@@ -184,6 +185,11 @@ class ModelRegistry:
         if not model.ready:
             raise ModelNotReady(f"model {name!r} is still warming up")
         return model
+
+    def version_of(self, name: str) -> str | None:
+        """The version served under `name`, or None."""
+        model = self.models.get(name)
+        return model.artifacts.version if model is not None else None
 
     def check_count(self, count: int) -> None:
         """Refuse oversized requests before parsing them."""

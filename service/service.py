@@ -18,6 +18,7 @@ from service.metadata_app import build_metadata_app
 from service.metric_labels import MetricLabels
 from service.parent_watch import end_with_parent
 from service.registry import ModelRegistry
+from service.request_log import RequestLog, use_json_logs
 from service.request_path import install as trim_request_path
 from service.request_path import keep_input_fields
 from service.timeouts import install as install_timeout_fix
@@ -30,6 +31,8 @@ trim_request_path(tracing=CONFIG.tracing, endpoint_of=LABELS.endpoint)
 count_requests_in_flight()
 # BentoML leaves the root logger at WARNING; the startup lines (each model loaded, its batch limits) are INFO.
 logging.getLogger("modelserve").setLevel(logging.INFO)
+if CONFIG.log_format == "json":
+    use_json_logs()
 
 
 def _answer(ctx: bentoml.Context, result: dict | Response) -> dict | Response:
@@ -96,6 +99,7 @@ class ModelServe:
 
 keep_input_fields(ModelServe)
 accept_binary_bodies(ModelServe.apis["v2_infer"].input_spec)
+ModelServe.add_asgi_middleware(RequestLog, access=CONFIG.log_format == "json", version_of=REGISTRY.version_of)
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes,
                                model_label=LABELS.model)
 ModelServe.add_asgi_middleware(FastLane, registry=REGISTRY, enabled=not CONFIG.tracing)  # inside the guard

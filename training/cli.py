@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", choices=("onnx", "torchscript"))
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"))
     serve.add_argument("--batching", choices=("true", "false"), help="adaptive batching across requests")
+    serve.add_argument("--log-format", choices=("text", "json"), help="json: a JSON object per log line and an "
+                                                                      "access line per request")
     for flag in SERVE_INT_FLAGS:
         serve.add_argument(f"--{flag}", type=_positive)
 
@@ -84,7 +86,7 @@ class _ModelNames:
 
 BENCHMARKS = {"serving": "serving.py", "paired": "paired.py", "training": "train_throughput.py",
               "real-data": "real_data.py"}
-SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-body-bytes", "workers",
+SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-body-bytes", "max-queue", "workers",
                    "engine-threads")
 
 
@@ -104,7 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     env = dict(os.environ)
-    for name in ("models", "backend", "device", "batching", *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
+    for name in ("models", "backend", "device", "batching", "log_format",
+                 *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
         value = getattr(args, name)
         if value is not None:
             env[f"MODELSERVE_{name.upper()}"] = str(value)

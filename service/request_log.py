@@ -1,0 +1,88 @@
+"""Request ids and log lines: where a request enters the service, it gets an id; where it leaves, a log line.
+
+`X-Request-Id` is the client's (when it is a sane token) or a fresh one, and goes back on every response this
+middleware sees, refusals included, so a client can quote it and an operator can find the request's log lines:
+every record logged while the request runs carries it (`request_id`). With MODELSERVE_LOG_FORMAT=json each log
+record is one JSON object per line, and each request gets an access line (`modelserve.access`) with its route,
+model, version, status and duration; request headers are never logged, so neither is an API key.
+"""
+
+import contextvars
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from pythonjsonlogger.json import JsonFormatter
+
+from service.guard import PREDICTION_ROUTE
+
+HEADER = b"x-request-id"
+REQUEST_ID = contextvars.ContextVar("request_id", default=None)
+_SANE_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")  # what may be echoed into a header and a log line as is
+access_log = logging.getLogger("modelserve.access")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the running request's id (or None outside a request) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+def use_json_logs() -> None:
+    """Every handler of the root and bentoml loggers (BentoML's console handlers, set up before the service module
+    is imported in a worker) writes JSON lines; the modelserve loggers get such a handler of their own."""
+    formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                              rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                              timestamp=False)
+    handler = logging.StreamHandler(sys.stderr)
+    modelserve = logging.getLogger("modelserve")
+    modelserve.handlers, modelserve.propagate = [handler], False
+    for logger in (logging.getLogger(), logging.getLogger("bentoml"), modelserve):
+        for each in logger.handlers:
+            each.setFormatter(formatter)
+            each.addFilter(RequestIdFilter())
+    access_log.setLevel(logging.INFO)
+
+
+class RequestLog:
+    """ASGI middleware, the outermost of the service's own: the request id in and out, and the access line."""
+
+    def __init__(self, app, access: bool, version_of: Callable[[str], str | None]) -> None:
+        self.app = app
+        self.access = access
+        self.version_of = version_of  # model name -> the version served, or None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = next((value for key, value in scope["headers"] if key == HEADER), None)
+        request_id = given.decode() if given is not None and _SANE_ID.match(given) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        started, status = time.perf_counter(), 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (HEADER, request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.access:
+                self._log(scope, status, time.perf_counter() - started)
+            REQUEST_ID.reset(token)
+
+    def _log(self, scope, status: int, seconds: float) -> None:
+        route = PREDICTION_ROUTE.match(scope["path"])
+        model = (route.group("v1") or route.group("v2")) if route else None
+        version = (route.group("version") or self.version_of(model)) if model else None
+        access_log.info("%s %s %d", scope["method"], scope["path"], status,
+                        extra={"model": model, "version": version, "status": status,
+                               "duration_ms": round(seconds * 1000, 3)})
