@@ -23,7 +23,7 @@ from bentoml._internal.marshal.dispatcher import CorkDispatcher, Job, Optimizer
 from service import metrics
 from service.batch_limit import BatchLimits
 from service.engine_cost import EngineCost
-from service.errors import Overloaded, QueueFull
+from service.errors import DeadlineUnmet, Overloaded, QueueFull
 from service.in_flight import REQUESTS
 from service.training_range import TokenTrainingRange, TrainingRange
 
@@ -274,17 +274,37 @@ class ModelBatcher:
             row += b.shape[0]
         return results
 
-    async def infer(self, batch: np.ndarray) -> np.ndarray:
+    async def infer(self, batch: np.ndarray, deadline_s: float | None = None) -> np.ndarray:
         """Queue one request's rows; returns its own outputs once its engine call is done. Refused at once (429)
-        while max_queue requests already wait: past that a request would only wait out its client's patience."""
+        while max_queue requests already wait: past that a request would only wait out its client's patience.
+        With a client deadline (seconds from now), refused at once (504) when the work ahead of it and its own are
+        predicted to take longer, and answered 504 if the deadline passes while it waits."""
         if self._pending >= self.max_queue and self.recording:  # (warm-up's bursts are its own)
             raise QueueFull(f"{self._pending} requests for model {self._model!r} are already waiting in this worker "
                             f"(MODELSERVE_MAX_QUEUE={self.max_queue}); retry later")
+        predicted = None if deadline_s is None else self.predicted_seconds(batch)
+        if predicted is not None and predicted > deadline_s:
+            raise DeadlineUnmet(f"the request's timeout of {deadline_s * 1e3:g} ms cannot be met: the work queued "
+                                f"ahead of it and its own are predicted to take {predicted * 1e3:.3g} ms")
         self._pending += 1
         try:
-            return await self._infer(batch)
+            if deadline_s is None:
+                return await self._infer(batch)
+            return await asyncio.wait_for(self._infer(batch), deadline_s)
+        except TimeoutError:
+            raise DeadlineUnmet(f"the request's timeout of {deadline_s * 1e3:g} ms passed before it was answered") \
+                from None
         finally:
             self._pending -= 1
+
+    def predicted_seconds(self, batch: np.ndarray) -> float:
+        """Predicted time until this batch is answered: the engine calls queued or running ahead of it (the
+        dispatcher's latency model for queued requests, the cost model for the rest) and its own call."""
+        ahead = self._seconds_waiting
+        queued = len(self._dispatcher._queue)
+        if queued:
+            ahead += queued * self._dispatcher.optimizer.o_a + self._dispatcher.optimizer.o_b
+        return ahead + self.cost.seconds(self.engine.device_for(batch), batch)
 
     async def _infer(self, batch: np.ndarray) -> np.ndarray:
         limit = self.limits.rows_for(batch)

@@ -41,6 +41,12 @@ class Overloaded(RequestError):
     status, reason = 503, "overloaded"
 
 
+class DeadlineUnmet(RequestError):
+    """The client's deadline (the OIP `timeout` parameter) cannot be met, or passed while the request waited."""
+
+    status, reason = 504, "deadline"
+
+
 class QueueFull(RequestError):
     """The model's queue in this worker holds max_queue requests already."""
 

@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse, Response
 
 from service import binary_tensors, protocol_v1, protocol_v2
 from service.binary_tensors import BinaryBody
-from service.errors import RETRY_AFTER_SECONDS, NonFiniteOutput, RequestError
+from service.errors import RETRY_AFTER_SECONDS, InvalidInput, NonFiniteOutput, RequestError
 from service.guard import REASON_HEADER
 from service.registry import ModelRegistry
 
@@ -46,6 +46,16 @@ async def v1_predict(registry: ModelRegistry, name: str, instances: list) -> Res
         return refusal(error)
 
 
+def deadline_of(parameters: dict | None) -> float | None:
+    """The OIP request's `timeout` parameter, in microseconds as Triton and tritonclient use it, as seconds."""
+    timeout = parameters.get("timeout") if isinstance(parameters, dict) else None
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+        raise InvalidInput(f"parameters.timeout must be a positive integer of microseconds, got {timeout!r}")
+    return timeout / 1e6
+
+
 async def v2_infer(registry: ModelRegistry, name: str, version: str | None, inputs: list, request_id: str | None,
                    requested_outputs: list | None, parameters: dict | None, binary: BinaryBody | None) -> Response:
     """`version`: from a versioned path, else None; `binary`: the bytes after the JSON header of a
@@ -55,7 +65,7 @@ async def v2_infer(registry: ModelRegistry, name: str, version: str | None, inpu
         if binary is not None:
             binary_tensors.attach_binary_inputs(inputs, binary)
         batch = protocol_v2.parse_inputs(model, inputs, registry.check_count)
-        outputs = finite(await model.batcher.infer(batch))
+        outputs = finite(await model.batcher.infer(batch, deadline_of(parameters)))
         reply = {"model_name": model.name, "model_version": model.artifacts.version,
                  "outputs": protocol_v2.format_outputs(model, outputs, requested_outputs)}
         if request_id is not None:

@@ -82,3 +82,36 @@ def test_request_ids_round_trip_and_json_access_lines_hold_them_but_no_key(serve
     assert line["version"] and line["duration_ms"] > 0 and line["time"]
     assert access[made]["status"] == 400
     assert API_KEY not in server.log()
+
+
+def engine_calls(server, model: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    prefix = f'modelserve_rows_per_engine_call_count{{model="{model}"}}'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_a_client_deadline_that_cannot_be_met_gets_504_before_the_engine_runs(server):
+    import tritonclient.http as tritonclient
+    from tritonclient.utils import InferenceServerException
+
+    ids = {"name": "input_ids", "shape": [1, 4], "datatype": "INT64", "data": [70, 71, 72, 73]}
+    url = f"{server.url}/v2/models/transformer/infer"
+    before = engine_calls(server, "transformer")
+    hopeless = httpx.post(url, json={"inputs": [ids], "parameters": {"timeout": 1}}, headers=AUTH)  # 1 µs
+    assert hopeless.status_code == 504 and "timeout of 0.001 ms cannot be met" in hopeless.json()["error"]
+    assert engine_calls(server, "transformer") == before  # refused before the engine spent anything on it
+    ample = httpx.post(url, json={"inputs": [ids], "parameters": {"timeout": 10_000_000}}, headers=AUTH)
+    assert ample.status_code == 200 and engine_calls(server, "transformer") == before + 1
+    bad = httpx.post(url, json={"inputs": [ids], "parameters": {"timeout": "soon"}}, headers=AUTH)
+    assert bad.status_code == 400 and "parameters.timeout must be a positive integer" in bad.json()["error"]
+
+    # tritonclient's own `timeout` argument (microseconds) travels the same way
+    client = tritonclient.InferenceServerClient(server.url.removeprefix("http://"))
+    tensor = tritonclient.InferInput("input_ids", [1, 4], "INT64")
+    tensor.set_data_from_numpy(np.array([[70, 71, 72, 73]], dtype=np.int64))
+    try:
+        client.infer("transformer", [tensor], timeout=1, headers=AUTH)
+        raise AssertionError("a 1 µs deadline was met")
+    except InferenceServerException as error:
+        assert "cannot be met" in str(error)
+    assert client.infer("transformer", [tensor], timeout=10_000_000, headers=AUTH).as_numpy("label").shape == (1,)
