@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 DEFAULT_MODELS := regression mlp transformer
 
-.PHONY: run train test lint bench clean system-deps
+.PHONY: run train test lint bench fuzz clean system-deps
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ system-deps:
 
 test: $(VENV)/.installed-dev system-deps
 	$(BIN)/python -m pytest
+
+# The contract test at 20x its suite budget: 500 schemathesis cases per operation against a real server.
+fuzz: $(VENV)/.installed-dev
+	MODELSERVE_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest tests/service/test_openapi.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check models training service tests benchmarks

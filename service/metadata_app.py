@@ -20,24 +20,36 @@ def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlett
             return None, refusal(error)
 
     async def v1_model(request: Request) -> Response:
+        """KServe v1 model metadata
+        Tag, version, backend, device, task, each column's kind and vocabulary, input and output schema, validation
+        metrics."""
         model, refused = model_or_refusal(request)
         return refused or JSONResponse(protocol_v1.model_metadata(model))
 
     async def v2_server(_: Request) -> Response:
+        """OIP server metadata
+        Name, version and the protocol extensions served (binary tensor data)."""
         return JSONResponse({"name": "modelserve", "version": server_version, "extensions": [BINARY_TENSOR_DATA]})
 
     async def v2_live(_: Request) -> Response:
+        """OIP server liveness"""
         return JSONResponse({"live": True})
 
     async def v2_ready(_: Request) -> Response:
+        """OIP server readiness
+        200 once every configured model is loaded and warmed up, 503 before."""
         ready = registry.ready
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def v2_model(request: Request) -> Response:
+        """OIP model metadata
+        The inputs a client sends (a tabular model with categories: one tensor per column), the outputs, the
+        versions served."""
         model, refused = model_or_refusal(request)
         return refused or JSONResponse(protocol_v2.model_metadata(model))
 
     async def v2_model_ready(request: Request) -> Response:
+        """OIP model readiness"""
         model, refused = model_or_refusal(request)
         return refused or JSONResponse({"name": model.name, "ready": True})
 

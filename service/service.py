@@ -16,6 +16,7 @@ from service.guard import VERSION_KEY, RequestGuard
 from service.in_flight import install as count_requests_in_flight
 from service.metadata_app import build_metadata_app
 from service.metric_labels import MetricLabels
+from service.openapi import PublicContract
 from service.parent_watch import end_with_parent
 from service.registry import ModelRegistry
 from service.request_log import RequestLog, use_json_logs
@@ -47,9 +48,10 @@ V2_EXAMPLE = [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": 
 
 
 UNTRACED_ROUTES = [] if CONFIG.tracing else ["/v1/models/", "/v2/", "/livez", "/readyz", "/metrics"]
+METADATA_APP = build_metadata_app(REGISTRY, bentoml.__version__)
 
 
-@bentoml.asgi_app(build_metadata_app(REGISTRY, bentoml.__version__), path="/")
+@bentoml.asgi_app(METADATA_APP, path="/")
 @bentoml.service(name="modelserve", workers=CONFIG.workers, traffic={"timeout": 60},
                  metrics={"enabled": True}, logging={"access": {"enabled": False}},
                  tracing={"excluded_urls": UNTRACED_ROUTES})
@@ -100,6 +102,8 @@ class ModelServe:
 keep_input_fields(ModelServe)
 accept_binary_bodies(ModelServe.apis["v2_infer"].input_spec)
 ModelServe.add_asgi_middleware(RequestLog, access=CONFIG.log_format == "json", version_of=REGISTRY.version_of)
+ModelServe.add_asgi_middleware(PublicContract, service=ModelServe, metadata_routes=METADATA_APP.routes,
+                               model_names=lambda: sorted(REGISTRY.models))
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes,
                                model_label=LABELS.model)
 ModelServe.add_asgi_middleware(FastLane, registry=REGISTRY, enabled=not CONFIG.tracing)  # inside the guard
