@@ -55,6 +55,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/real_data.py
+	$(BIN)/python benchmarks/soak.py
 	$(BIN)/python benchmarks/gpu_engines.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/serving.py --stem ceiling --systems modelserve,http-ceiling,fastapi --concurrency 1,8,64 \

@@ -213,3 +213,17 @@ def test_offline_peer_environments_get_the_wheels_on_top_of_this_pythons_package
     assert done.returncode == 0, done.stderr
     value, numpy_file = done.stdout.split()
     assert value == "42" and not numpy_file.startswith(str(tmp_path))  # the wheel's, and this Python's numpy
+
+
+def test_soak_loses_nothing_and_its_counters_match_the_load_generator(trained, tmp_path):
+    """The soak benchmark on a 3-second window: every answer a 2xx, the service's request counter equal to wrk's
+    count (give or take the requests in flight at the end), memory steady."""
+    from tests.paths import SESSION_HOME
+
+    done = subprocess.run([sys.executable, "benchmarks/soak.py", "--seconds", "3", "--concurrency", "8",
+                           "--no-train-missing", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "BENTOML_HOME": str(SESSION_HOME)})
+    result = json.loads((tmp_path / "soak_quick.json").read_text())
+    assert result["requests"] > 100 and result["server_counted"] >= result["requests"], result
+    assert result["checks"] == {"no_errors": True, "counters_match": True, "rss_within_tolerance": True}, result
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
