@@ -40,9 +40,12 @@ class FeatureSchema:
     unseen_category: Any = field(default=None, compare=False)
     """Counter of instances holding a category never seen in training (the drift metric), or None."""
 
-    @property
-    def has_categories(self) -> bool:
-        return self.columns is not None and any(c.is_categorical for c in self.columns)
+    has_categories: bool = field(init=False, default=False)
+    """Whether any column is categorical (set from `columns`: parse asks on every request)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "has_categories",
+                           self.columns is not None and any(c.is_categorical for c in self.columns))
 
     def parse(self, instances: list) -> np.ndarray:
         """Instances -> float32 (N, F): rows as lists in training order, or objects keyed by feature name.

@@ -14,8 +14,6 @@ import re
 import orjson
 from starlette.routing import Route
 
-from service.guard import PREDICTION_ROUTE
-
 ERROR_BODY = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "string", "description": "what is wrong and where (instance, feature, token, input)"}}}
 STATUS_MEANINGS = {
@@ -87,12 +85,9 @@ def build_document(bentoml_document: dict, metadata_routes: list[Route], model_n
     return document
 
 
-class PublicContract:
-    """ASGI middleware that keeps the contract the document states: it answers GET /docs.json with the completed
-    document (built once per worker, on first use; BentoML's own route would serve the incomplete one), and turns
-    the router's plain-text errors (404 for a path no route matches, 405 for a method a route does not take) into
-    the JSON error body every other refusal has. Prediction requests, which the routes always answer in JSON, pass
-    untouched."""
+class OpenApiDocument:
+    """ASGI middleware answering GET /docs.json with the completed document, built once per worker on first use
+    (BentoML's own route would serve the incomplete one)."""
 
     def __init__(self, app, service, metadata_routes: list[Route], model_names) -> None:
         self.app = app
@@ -102,10 +97,8 @@ class PublicContract:
         self._body: bytes | None = None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or PREDICTION_ROUTE.match(scope["path"]):
+        if scope.get("path") != "/docs.json" or scope["method"] != "GET":
             return await self.app(scope, receive, send)
-        if scope["path"] != "/docs.json" or scope["method"] != "GET":
-            return await self.app(scope, receive, _json_router_errors(scope, send))
         if self._body is None:
             self._body = orjson.dumps(build_document(self.service.openapi_spec.asdict(), self.metadata_routes,
                                                      self.model_names()))
@@ -114,26 +107,17 @@ class PublicContract:
         await send({"type": "http.response.body", "body": self._body})
 
 
-def _json_router_errors(scope, send):
-    """`send`, with a plain-text 404 or 405 response replaced by a JSON one that says what was asked."""
-    replacing = False
-
-    async def send_json_errors(message):
-        nonlocal replacing
-        if message["type"] == "http.response.start" and message["status"] in (404, 405):
-            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
-            replacing = not content_type.startswith(b"application/json")
-            if replacing:
-                what = "no route" if message["status"] == 404 else f"method {scope['method']} is not allowed"
-                body = orjson.dumps({"error": f"{what} for {scope['path']!r}; the routes are listed at /docs.json"})
-                headers = [(k, v) for k, v in message.get("headers", []) if k not in (b"content-type",
-                                                                                       b"content-length")]
-                await send({**message, "headers": [*headers, (b"content-type", b"application/json"),
-                                                   (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        if replacing and message["type"] == "http.response.body":
-            return  # (the plain-text body, replaced above)
-        await send(message)
-
-    return send_json_errors
+async def json_router_error(scope, start: dict, send, *extra_headers) -> bool:
+    """Send a JSON body in place of a router's plain-text 404 (no route matches) or 405 (a route does not take the
+    method), as the document promises for every refusal; False, sending nothing, where the response is JSON
+    already (the service's own 404s)."""
+    headers = start.get("headers", ())
+    if dict(headers).get(b"content-type", b"").startswith(b"application/json"):
+        return False
+    what = "no route" if start["status"] == 404 else f"method {scope['method']} is not allowed"
+    body = orjson.dumps({"error": f"{what} for {scope['path']!r}; the routes are listed at /docs.json"})
+    kept = [(k, v) for k, v in headers if k not in (b"content-type", b"content-length")]
+    await send({**start, "headers": [*kept, *extra_headers, (b"content-type", b"application/json"),
+                                     (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+    return True

@@ -16,7 +16,7 @@ from service.guard import VERSION_KEY, RequestGuard
 from service.in_flight import install as count_requests_in_flight
 from service.metadata_app import build_metadata_app
 from service.metric_labels import MetricLabels
-from service.openapi import PublicContract
+from service.openapi import OpenApiDocument
 from service.parent_watch import end_with_parent
 from service.registry import ModelRegistry
 from service.request_log import RequestLog, use_json_logs
@@ -102,7 +102,7 @@ class ModelServe:
 keep_input_fields(ModelServe)
 accept_binary_bodies(ModelServe.apis["v2_infer"].input_spec)
 ModelServe.add_asgi_middleware(RequestLog, access=CONFIG.log_format == "json", version_of=REGISTRY.version_of)
-ModelServe.add_asgi_middleware(PublicContract, service=ModelServe, metadata_routes=METADATA_APP.routes,
+ModelServe.add_asgi_middleware(OpenApiDocument, service=ModelServe, metadata_routes=METADATA_APP.routes,
                                model_names=lambda: sorted(REGISTRY.models))
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes,
                                model_label=LABELS.model)
