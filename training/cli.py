@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         serve.add_argument(f"--{flag}", type=_positive)
 
     bench = commands.add_parser("bench", help="run a benchmark script from the checkout's benchmarks/",
-                                description="Runs benchmarks/serving.py, paired.py, train_throughput.py or "
-                                            "real_data.py; "
+                                description="Runs benchmarks/serving.py, paired.py, train_throughput.py, "
+                                            "real_data.py or soak.py; "
                                             "arguments after the name go to the script (try: bench serving -h).")
     bench.add_argument("benchmark", choices=sorted(BENCHMARKS))
     bench.add_argument("script_args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
@@ -85,7 +85,7 @@ class _ModelNames:
 
 
 BENCHMARKS = {"serving": "serving.py", "paired": "paired.py", "training": "train_throughput.py",
-              "real-data": "real_data.py"}
+              "real-data": "real_data.py", "soak": "soak.py"}
 SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-body-bytes", "max-queue", "workers",
                    "engine-threads")
 
