@@ -25,7 +25,7 @@ class Server:
     """One `modelserve serve` process; `url` once started, logs in `log_path`."""
 
     def __init__(self, log_path: Path, store: Path = SESSION_HOME / "models", home: Path | None = None,
-                 **settings: str) -> None:
+                 wrap=None, **settings: str) -> None:
         # A BENTOML_HOME of its own unless given one, with the shared model store linked in.
         if home is None:
             home = log_path.parent / "bentoml_home"
@@ -38,14 +38,15 @@ class Server:
         self._env.update({f"MODELSERVE_{k.upper()}": str(v) for k, v in settings.items()})
         self._log = open(log_path, "w")
         self._port_retries = PORT_RETRIES
+        self._wrap = wrap or (lambda command: command)  # e.g. to run it inside a mount namespace
         self._spawn()
 
     def _spawn(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO, env=self._env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        command = [sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(self._wrap(command), cwd=REPO, env=self._env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
 
     def _lost_its_port(self) -> bool:
         """A port found free can be taken before the server binds it (another process's outgoing connection

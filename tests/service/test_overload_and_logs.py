@@ -25,7 +25,7 @@ def server(trained, tmp_path_factory):
     server.stop()
 
 
-async def burst(url: str, connections: int) -> list[tuple[int, str | None, dict]]:
+async def burst(url: str, connections: int) -> tuple[list[tuple[int, str | None, dict]], list[int]]:
     """`connections` transformer requests on as many connections at once: far over one worker's capacity. (The
     regression's engine call is so cheap that uvicorn's parsing, not the queue, limits it: 1,000 such requests
     at once were all served.)"""
@@ -38,11 +38,24 @@ async def burst(url: str, connections: int) -> list[tuple[int, str | None, dict]
                                     headers={**AUTH, "X-Request-Id": f"burst-{k}"}) as reply:
                 headers = {name.lower(): value for name, value in reply.headers.items()}
                 return reply.status, reply.headers.get("Retry-After"), headers, await reply.json()
-        return await asyncio.gather(*(one(k) for k in range(connections)))
+        async def liveness(until: asyncio.Future) -> list[int]:
+            """/livez, polled on a connection of its own for as long as the burst lasts."""
+            statuses = []
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as own:
+                while not until.done():
+                    async with own.get(f"{url}/livez") as reply:
+                        statuses.append(reply.status)
+                    await asyncio.sleep(0.05)
+            return statuses
+
+        replies = asyncio.ensure_future(asyncio.gather(*(one(k) for k in range(connections))))
+        live = await liveness(replies)
+        return await replies, live
 
 
 def test_a_burst_far_over_capacity_is_answered_or_refused_at_once_and_the_server_stays_ready(server):
-    replies = asyncio.run(burst(server.url, 1000))
+    replies, live = asyncio.run(burst(server.url, 1000))
+    assert live and set(live) == {200}, live  # /livez answered throughout
     statuses = [status for status, *_ in replies]
     assert set(statuses) <= {200, 429, 503}, {s: statuses.count(s) for s in set(statuses)}
     assert statuses.count(200) >= MAX_QUEUE and statuses.count(429) > 0  # some served, the rest refused
