@@ -98,13 +98,8 @@ class FeatureSchema:
         batch = np.empty((len(rows), len(self.names)), dtype=np.float64)
         codes = [c.codes() if c.is_categorical else None for c in self.columns]
         unseen = 0
-        expected = f"{len(self.names)} {'values' if self.has_categories else 'numbers'} ({', '.join(self.names)})"
         for i, row in enumerate(rows):
-            if not isinstance(row, list):
-                raise InvalidInput(f"instance {i}: expected a list of {expected} or an object keyed by feature name, "
-                                   f"got {kind_of(row)}")
-            if len(row) != len(self.names):
-                raise InvalidInput(f"instance {i}: expected {expected}, got {len(row)} values")
+            self._check_row_shape(i, row, "values" if self.has_categories else "numbers")
             seen_all = True
             for j, (value, column) in enumerate(zip(row, self.columns)):
                 if value is None or (value == "" and column.is_categorical):
@@ -154,20 +149,24 @@ class FeatureSchema:
             raise InvalidInput(f"instance {i}: missing feature {missing[0]!r}; expected {', '.join(self.names)}")
         return [instance[n] for n in self.names]
 
+    def _check_row_shape(self, i: int, row, what: str) -> None:
+        """Refuse an instance that is not a list of one value per feature."""
+        expected = f"{len(self.names)} {what} ({', '.join(self.names)})"
+        if not isinstance(row, list):
+            raise InvalidInput(f"instance {i}: expected a list of {expected} or an object keyed by feature name, "
+                               f"got {kind_of(row)}")
+        if len(row) != len(self.names):
+            raise InvalidInput(f"instance {i}: expected {expected}, got {len(row)} values")
+
     def _explain(self, rows: list) -> None:
         """Raise InvalidInput naming the first bad instance and field."""
-        expected = f"{len(self.names)} numbers ({', '.join(self.names)})"
         for i, row in enumerate(rows):
-            if not isinstance(row, list):
-                raise InvalidInput(f"instance {i}: expected a list of {expected} or an object keyed by "
-                                   f"feature name, got {kind_of(row)}")
-            if len(row) != len(self.names):
-                raise InvalidInput(f"instance {i}: expected {expected}, got {len(row)} values")
+            self._check_row_shape(i, row, "numbers")
             for j, value in enumerate(row):
                 if not isinstance(value, (int, float)):  # booleans count as 0/1, as numpy reads them
                     raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: expected a number, "
                                        f"got {kind_of(value)}")
-        raise InvalidInput(f"instances must be lists of {expected}")
+        raise InvalidInput(f"instances must be lists of {len(self.names)} numbers ({', '.join(self.names)})")
 
 
 @dataclass(frozen=True)

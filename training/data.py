@@ -217,9 +217,7 @@ def _column_kind(path: Path, frame: pd.DataFrame, column: str, categorical: set[
         return CATEGORICAL
     if column in numeric:
         return NUMERIC
-    present = frame[column].dropna()
-    if len(present) == 0:
-        raise DataError(f"{path}: column {column!r} is empty in every row; leave it out with --features")
+    present = frame[column].dropna()  # (never empty: _feature_columns refuses an all-empty column first)
     share = pd.to_numeric(present, errors="coerce").notna().mean()
     return NUMERIC if share >= NUMERIC_SHARE_FOR_TYPOS else CATEGORICAL
 
