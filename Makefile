@@ -71,14 +71,14 @@ bench: $(VENV)/.installed-dev system-deps
 		--systems modelserve,modelserve-unbatched,fastapi,mlserver --memory-batch-sizes ""
 	$(BIN)/python benchmarks/paired.py --stem paired-heavy --models transformer-heavy --concurrency 8,64 --rounds 5 \
 		--seconds 5 --control
-	$(BIN)/python benchmarks/paired.py --stem paired-limit --systems modelserve,modelserve-no-limit \
-		--models transformer-heavy,transformer --concurrency 64 --rounds 5 --control
+	$(BIN)/python benchmarks/paired.py --stem paired-heavy-batch-8 --systems modelserve-batch-8,modelserve \
+		--models transformer-heavy --concurrency 64 --rounds 5 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-v2-binary --systems modelserve-v2-binary,modelserve \
 		--models transformer,regression --concurrency 1,64 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-bulk-binary --systems modelserve-v2-binary,modelserve --rows 64 \
 		--concurrency 8 --control
 	# On a GPU node only: small batches on the CPU twin against every call on CUDA.
-	if $(BIN)/python -c "import sys; sys.path.insert(0, '.'); from service.engines import cuda_available as c; \
+	if $(BIN)/python -c "import sys; sys.path.insert(0, '.'); from service.runtime.engines import cuda_available as c; \
 		sys.exit(not c())"; then $(BIN)/python benchmarks/paired.py --stem paired-gpu-split \
 		--systems modelserve,modelserve-cuda-only --models transformer,transformer-heavy --concurrency 1,8,64 --control; fi
 

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import models  # noqa: E402
-from service.engines import load_engine  # noqa: E402
+from service.runtime.engines import load_engine  # noqa: E402
 from training import data as datasets  # noqa: E402
 from training.distributed import Runtime  # noqa: E402
 from training.export import ServingGraph, export_onnx, parity_cases  # noqa: E402

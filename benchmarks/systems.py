@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from benchmarks/: the service's own settings parser is one import away
 
 from service.config import ServeConfig  # noqa: E402
-from service.engines import resolve_device  # noqa: E402
+from service.runtime.engines import resolve_device  # noqa: E402
 
 BENCH = REPO / "benchmarks"
 VENVS = BENCH / ".venvs"
@@ -148,11 +148,11 @@ class System:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
 
-    def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz") -> None:
+    def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz", cwd: Path = REPO) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = self.log = LOGS / f"{self.name.split(' ')[0].lower()}-{self.port}.log"
         with log.open("wb") as out:
-            self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=out,
+            self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until_up(self.url + health, self.process)
@@ -193,6 +193,22 @@ class Modelserve(System):
     @staticmethod
     def _predictions(response: httpx.Response) -> list:  # classifiers: {"label", "probabilities": {class: p}}
         return [list(p["probabilities"].values()) if isinstance(p, dict) else p for p in response.json()["predictions"]]
+
+
+class ModelserveAt(Modelserve):
+    """modelserve as another checkout has it (BENCH_BEFORE: its path, e.g. a `git worktree` of an earlier commit),
+    with the same settings, store and Python environment: the code is the one difference, for before/after pairs."""
+
+    def __init__(self, **settings: str) -> None:
+        self.checkout = Path(os.environ.get("BENCH_BEFORE", ""))
+        if not (self.checkout / "service").is_dir():
+            raise SystemExit("modelserve-before needs BENCH_BEFORE=<a checkout of the commit to compare with>")
+        super().__init__(f"as at {self.checkout.name}", **settings)
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        env = _modelserve_env({"models": ",".join(models), **self.settings})
+        self._spawn([sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                    {**env, "PYTHONPATH": str(self.checkout)}, cwd=self.checkout)
 
 
 def _v2_tensor(model: str, k: int, name: str) -> tuple[dict, np.ndarray]:
@@ -336,8 +352,8 @@ SYSTEMS = {
     "modelserve-v2-json": lambda: ModelserveV2("v2 JSON tensors", binary=False, workers=WORKERS),
     "modelserve-v2-binary": lambda: ModelserveV2("v2 binary tensors", binary=True, workers=WORKERS),
     "modelserve-1w": lambda: Modelserve("batched", workers="1"),
-    "modelserve-no-limit": lambda: Modelserve("batched to max_batch_size", measure_batch_limit="false",
-                                              workers=WORKERS),
+    "modelserve-before": lambda: ModelserveAt(workers=WORKERS),
+    "modelserve-batch-8": lambda: Modelserve("batched, at most 8 rows a call", max_batch_size="8", workers=WORKERS),
     "stock-bentoml": lambda: StockBentoml("stock BentoML (batched)"),
     "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
     "ray-serve": lambda: RayServePeer("Ray Serve (@serve.batch)"),

@@ -1,5 +1,8 @@
 """Typed request errors. Each maps to one HTTP status and a reason label for the rejection metric."""
 
+REASON_HEADER = "x-reject-reason"
+"""Names a refusal's reason for the guard's rejection counter (http/guard.py)."""
+
 
 class RequestError(Exception):
     status = 400

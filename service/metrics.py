@@ -24,16 +24,11 @@ INPUTS_OUTSIDE_TRAINING_RANGE = Counter(
     "modelserve_inputs_outside_training_range", "Instances with a feature below its minimum or above its maximum "
     "in the model's training split, by model and feature; for token models the features are `length` (tokens other "
     "than padding) and `unseen_token` (holds an id absent from training); for tabular models `unseen_category` counts "
-    "instances holding a category absent from training (service/training_range.py, service/inputs.py)",
+    "instances holding a category absent from training (service/runtime/drift.py, service/runtime/schema.py)",
     ["model", "feature"])
 REJECTED_REQUESTS = Counter(
     "modelserve_rejected_requests", "Requests answered with an error status, by model and reason",
     ["model", "reason"])
-BATCH_LIMIT_ROWS = Gauge(
-    "modelserve_batch_limit_rows", "Most rows merged into one engine call: max_batch_size, or fewer where "
-    "warm-up measured that larger batches cost more per row (the smallest over live workers), by input "
-    "length bucket for token models ('any' for feature models)",
-    ["model", "length"], multiprocess_mode="livemin")
 MODEL_INFO = Gauge(
     "modelserve_model_info", "1 for each loaded model: its tag, backend and device",
     ["model", "tag", "backend", "device"], multiprocess_mode="max")

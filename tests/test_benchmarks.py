@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.engines import cuda_available
+from service.runtime.engines import cuda_available
 from tests.conftest import REPO
 
 

@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("models", help="list the models in the store")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    serve = commands.add_parser("serve", help="serve models over HTTP (bentoml serve of service.service)",
+    serve = commands.add_parser("serve", help="serve models over HTTP (bentoml serve of service.app)",
                                 description="Flags override MODELSERVE_* environment variables. The API key "
                                             "is read from MODELSERVE_API_KEY only, never from a flag.")
     serve.add_argument("--host", default="0.0.0.0")
@@ -112,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             env[f"MODELSERVE_{name.upper()}"] = str(value)
     # service.launcher is `bentoml serve` with one listening socket per worker (see its docstring).
-    os.execve(sys.executable, [sys.executable, "-m", "service.launcher", "serve", "service.service:ModelServe",
+    os.execve(sys.executable, [sys.executable, "-m", "service.launcher", "serve", "service.app:ModelServe",
                                "--host", args.host, "--port", str(args.port)], env)
     return 0  # not reached
 

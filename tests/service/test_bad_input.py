@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.servers import API_KEY
-from tests.service.test_metrics import scrape, total
+from tests.support import assert_still_serving, scrape, send, total
 
 FEATURE_CASES = {
     # name: (path, body, status, message fragment)
@@ -96,17 +96,6 @@ FEATURE_CASES = {
         "inputs": [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}],
         "outputs": [{"name": "logits"}]}, 400, "unknown output 'logits' requested"),
 }
-
-
-def send(server, path: str, body, headers: dict | None = None) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(server.url + path, content=content, timeout=30,
-                      headers={"Content-Type": "application/json", **(headers or {})})
-
-
-def assert_still_serving(server, headers: dict | None = None) -> None:
-    reply = send(server, "/v1/models/regression:predict", {"instances": [[100.0, 10.0]]}, headers)
-    assert reply.status_code == 200 and len(reply.json()["predictions"]) == 1
 
 
 @pytest.mark.parametrize("case", sorted(FEATURE_CASES))

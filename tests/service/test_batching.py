@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import onnxruntime
 
-from tests.service.test_metrics import scrape
+from tests.support import scrape
 
 
 def expected_prices(trained, rows: np.ndarray) -> np.ndarray:
@@ -93,7 +93,7 @@ def test_sustained_overload_sheds_with_503_and_keeps_serving(trained, tmp_path_f
     a 503 JSON answer, counted by reason; everything else is answered, nothing hangs, and the server
     serves normally afterwards."""
     from tests.servers import start
-    from tests.service.test_metrics import total
+    from tests.support import total
 
     server = start(tmp_path_factory, "overload", models="transformer", max_latency_ms=100)
     try:

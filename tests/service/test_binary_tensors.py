@@ -9,8 +9,7 @@ import pytest
 import tritonclient.http as tritonclient
 
 from models.tokenizer import ByteTokenizer
-from tests.service.test_bad_input import assert_still_serving
-from tests.service.test_endpoints import local_onnx
+from tests.support import assert_still_serving, local_onnx
 
 INFER = "/v2/models/{}/infer"
 

@@ -4,18 +4,13 @@ The two halves here are engines with set cost curves (the GPU's: a floor per cal
 split's measurement and routing run without a GPU; tests/service/test_gpu_serving.py runs it on CUDA."""
 
 import asyncio
-from types import SimpleNamespace
 
 import numpy as np
+from prometheus_client import REGISTRY
 
-from service import metrics
-from service.batch_limit import BatchLimits, rows_faster_on_cpu
-from service.batching import ModelBatcher
-from service.config import ServeConfig
-from service.engines import SmallBatchesOnCpu
-from service.inputs import TokenSchema
-from service.registry import ModelRegistry, ServedModel
-from tests.service.test_batch_limit import CurveEngine
+from service.runtime.engines import SmallBatchesOnCpu
+from service.runtime.warm_up import rows_faster_on_cpu
+from tests.support import CurveEngine, warmed_up
 
 # ms per row by batch size. The GPU: 2 ms a call whatever its size, up to 8 rows.
 GPU_FLOOR = {1: 2.0, 2: 1.0, 4: 0.5, 8: 0.25}
@@ -24,9 +19,7 @@ CPU_LONG = {1: 4.0, 2: 4.0, 4: 4.0, 8: 4.0}  # a long input: slower on the CPU f
 
 
 def split_engine(cpu_curves: dict[int, dict[int, float]]) -> SmallBatchesOnCpu:
-    gpu = CurveEngine({16: GPU_FLOOR})
-    gpu.device = "cuda"
-    return SmallBatchesOnCpu(gpu, CurveEngine(cpu_curves))
+    return SmallBatchesOnCpu(CurveEngine({16: GPU_FLOOR}, device="cuda"), CurveEngine(cpu_curves))
 
 
 def test_the_cpu_takes_the_sizes_up_to_the_first_the_gpu_runs_faster_and_is_not_timed_past_it():
@@ -42,7 +35,8 @@ def test_a_gpu_faster_from_one_row_keeps_every_batch():
     engine = split_engine({16: CPU_LONG})
     batches = [np.ones((rows, 4), dtype=np.int64) for rows in (1, 2)]
     assert rows_faster_on_cpu(engine.cpu.run, engine.gpu.run, batches) == 0
-    assert engine.device_for(np.ones((1, 4))) == "cuda"
+    engine.cpu_rows = {4: 0}
+    assert engine.device_for((1, 4)) == "cuda"
 
 
 def test_until_warm_up_measures_it_everything_runs_on_the_gpu():
@@ -51,42 +45,36 @@ def test_until_warm_up_measures_it_everything_runs_on_the_gpu():
     assert engine.cpu.calls == [] and len(engine.gpu.calls) == 1
 
 
-async def served(engine: SmallBatchesOnCpu, max_latency_ms: int = 60_000) -> ModelBatcher:
-    """A registry holding one token model on `engine`, warmed up as the service does at start."""
-    config = ServeConfig(models=("split",), max_batch_size=8)
-    batcher = ModelBatcher("split", engine, "onnx", 0, max_batch_size=8, max_latency_ms=max_latency_ms)
-    registry = ModelRegistry(config)
-    artifacts = SimpleNamespace(name="split", manifest={"input_kind": "tokens"})
-    registry.models["split"] = ServedModel(artifacts, TokenSchema(vocab_size=100, max_len=16, pad_id=0), batcher,
-                                           "onnx", "cuda")
-    await registry.warm_up()
-    for half in (engine.cpu, engine.gpu):
-        half.calls.clear()
-        half.lengths.clear()
-    return batcher
+def test_a_batch_takes_the_bucket_that_holds_its_width_and_past_the_last_the_last():
+    engine = split_engine({16: CPU_SHORT})
+    engine.cpu_rows = {8: 4, 16: 1}
+    assert [engine.device_for((rows, width)) for rows, width in [(4, 3), (5, 8), (1, 9), (2, 16), (1, 40)]] == \
+        ["cpu", "cuda", "cpu", "cuda", "cpu"]
+
+
+def seconds_on(device: str) -> float:
+    return REGISTRY.get_sample_value("modelserve_inference_seconds_sum",
+                                     {"model": "curve", "backend": "onnx", "device": device}) or 0.0
 
 
 def test_warm_up_splits_by_length_and_requests_go_where_they_run_faster():
     # Short inputs are cheap on the CPU up to 2 rows; 16-token inputs are dear there from the first row.
     engine = split_engine({8: CPU_SHORT, 16: CPU_LONG})
-    before = {device: metrics.INFERENCE_SECONDS.labels(model="split", backend="onnx", device=device)._sum.get()
-              for device in ("cpu", "cuda")}
+    before = {device: seconds_on(device) for device in ("cpu", "cuda")}
 
-    async def traffic() -> tuple[ModelBatcher, list[np.ndarray]]:
-        batcher = await served(engine)
+    async def traffic() -> list[np.ndarray]:
+        batcher = await warmed_up(engine, tokens=True)
         lone_short = await batcher.infer(np.full((1, 5), 3, dtype=np.int64))
         lone_long = await batcher.infer(np.full((1, 12), 4, dtype=np.int64))
         burst = await asyncio.gather(*(batcher.infer(np.full((1, 5), k, dtype=np.int64)) for k in range(8)))
-        return batcher, [lone_short, lone_long, *burst]
+        return [lone_short, lone_long, *burst]
 
-    batcher, outputs = asyncio.run(traffic())
-    assert engine.cpu_rows == BatchLimits({8: 2, 16: 0})
+    outputs = asyncio.run(traffic())
+    assert engine.cpu_rows == {8: 2, 16: 0}
     assert [float(o[0, 0]) for o in outputs] == [15.0, 48.0] + [5.0 * k for k in range(8)]  # each its own answer
     assert engine.cpu.lengths[0] == 5 and engine.gpu.lengths[0] == 12  # the two lone requests
     assert max(rows for rows, _ in engine.cpu.calls) <= 2
     assert max(rows for rows, _ in engine.gpu.calls) > 2, "the burst must still merge, on the GPU"
     # Each call is timed under the device it ran on.
-    after = {device: metrics.INFERENCE_SECONDS.labels(model="split", backend="onnx", device=device)._sum.get()
-             for device in ("cpu", "cuda")}
+    after = {device: seconds_on(device) for device in ("cpu", "cuda")}
     assert after["cpu"] > before["cpu"] and after["cuda"] > before["cuda"]
-    assert batcher.limits.rows_for(np.ones((1, 5))) == 8  # the batch limit is measured on the split engine

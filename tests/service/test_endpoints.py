@@ -4,17 +4,11 @@ import json
 
 import httpx
 import numpy as np
-import onnxruntime
 import pytest
 import tritonclient.http as tritonclient
 
 from models import ByteTokenizer
-
-
-def local_onnx(trained, name: str, batch: np.ndarray) -> np.ndarray:
-    session = onnxruntime.InferenceSession(str(trained[name]["path"] / "model.onnx"),
-                                           providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: batch})[0]
+from tests.support import local_onnx
 
 
 def post(server, path: str, body) -> httpx.Response:

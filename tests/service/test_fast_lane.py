@@ -1,4 +1,4 @@
-"""The fast lane (service/fast_lane.py): well-formed JSON predictions go straight to the handlers, with the
+"""The fast lane (service/http/fast_lane.py): well-formed JSON predictions go straight to the handlers, with the
 real regression model behind them; everything else reaches BentoML's dispatch with its body intact. Over
 HTTP, test_bad_input.py and test_endpoints.py check that answers and refusals are what they always were."""
 
@@ -7,10 +7,12 @@ import asyncio
 import numpy as np
 import orjson
 
-from service.binary_tensors import HEADER as BINARY_HEADER
 from service.config import ServeConfig
-from service.fast_lane import FastLane
-from service.registry import ModelRegistry
+from service.http.fast_lane import FastLane
+from service.http.guard import RequestGuard
+from service.protocol.binary import HEADER as BINARY_HEADER
+from service.protocol.routes import BODY_SHAPES
+from service.runtime.registry import ModelRegistry
 
 ROW = [120.0, 15.0]
 
@@ -45,7 +47,8 @@ async def post(lane: FastLane, path: str, body: bytes, headers: tuple = (), meth
     async def send(message):
         sent.append(message)
 
-    await lane(scope, receive, send)
+    # behind the guard, as in the service: it matches the route once and leaves it in the scope for the lane
+    await RequestGuard(lane, api_key=None, max_body_bytes=1 << 20, model_label=str)(scope, receive, send)
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
@@ -55,14 +58,14 @@ def run(scenario) -> None:
         registry.load()
         await registry.warm_up()  # the batcher belongs to this event loop, as in a worker
         dispatch = Dispatch()
-        await scenario(FastLane(dispatch, registry), dispatch, registry)
+        await scenario(FastLane(dispatch, registry, BODY_SHAPES), dispatch, registry)
 
     asyncio.run(with_a_registry())
 
 
 def test_well_formed_predictions_skip_the_dispatch_and_match_the_engine(trained):
     async def scenario(lane, dispatch, registry):
-        expected = registry.get("regression").batcher.infer_direct(np.asarray([ROW] * 3, dtype=np.float32))[:, 0]
+        expected = registry.get("regression").batcher.run_now(np.asarray([ROW] * 3, dtype=np.float32))[:, 0]
         status, body = await post(lane, "/v1/models/regression:predict", orjson.dumps({"instances": [ROW] * 3}))
         assert status == 200 and np.allclose(orjson.loads(body)["predictions"], expected)
         v2 = {"id": "r1", "inputs": [{"name": "features", "shape": [3, 2], "datatype": "FP32", "data": ROW * 3}]}
@@ -84,7 +87,7 @@ def test_binary_framed_v2_requests_skip_the_dispatch_with_their_bytes(trained):
     # tritonclient's default: the JSON header, then each input's little-endian bytes; outputs asked for in binary
     async def scenario(lane, dispatch, registry):
         rows = np.asarray([ROW, [80.0, 3.0], [200.0, 40.0]], dtype=np.float32)
-        expected = registry.get("regression").batcher.infer_direct(rows)
+        expected = registry.get("regression").batcher.run_now(rows)
         header = orjson.dumps({"inputs": [{"name": "features", "shape": [3, 2], "datatype": "FP32",
                                            "parameters": {"binary_data_size": rows.nbytes}}],
                                "parameters": {"binary_data_output": True}})
@@ -129,7 +132,7 @@ def test_everything_else_reaches_bentoml_with_its_body_intact(trained):
 
 def test_with_tracing_on_every_request_goes_to_bentoml(trained):
     async def scenario(lane, dispatch, registry):
-        lane.enabled = False  # what service.py sets when MODELSERVE_TRACING is on: spans belong to BentoML's dispatch
+        lane.enabled = False  # what app.py sets when MODELSERVE_TRACING is on: spans belong to BentoML's dispatch
         assert (await post(lane, "/v1/models/regression:predict", orjson.dumps({"instances": [ROW]})))[0] == 418
 
     run(scenario)

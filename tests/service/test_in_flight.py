@@ -1,9 +1,8 @@
-"""The count of requests in flight, as uvicorn keeps it: a real uvicorn server sees a lone request as alone
-and a crowd as a crowd, and only a request that is alone runs without yielding to the event loop first (one
-with company, or where the count is unknown, still yields, so that requests arriving together form one batch)."""
+"""The count of requests in flight, as uvicorn keeps it (service/upstream/processes.py): a real uvicorn server sees a
+lone request as alone and a crowd as a crowd, and only a request that is alone skips the queue (one with company,
+or where the count is unknown, queues, so that requests arriving together form one batch)."""
 
 import asyncio
-import socket
 import threading
 import time
 
@@ -11,21 +10,14 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from prometheus_client import REGISTRY
 
-from service import in_flight
-from service.in_flight import REQUESTS
-from tests.service.test_dispatch import TimedEngine, batcher_for, start_controller
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from service.upstream.processes import REQUESTS, count_requests_in_flight
+from tests.servers import free_port
+from tests.support import TimedEngine, batcher_for
 
 
 def test_a_real_uvicorn_server_counts_a_lone_request_as_alone_and_a_crowd_as_a_crowd():
-    in_flight.install()
+    count_requests_in_flight()
     crowd, seen, crowd_in = 5, [], []
     all_in: asyncio.Event | None = None  # made on the server's event loop
 
@@ -75,33 +67,22 @@ def test_a_real_uvicorn_server_counts_a_lone_request_as_alone_and_a_crowd_as_a_c
         thread.join(timeout=10)
 
 
-@pytest.mark.parametrize("tasks, engine_before_bystander", [({"this"}, True), ({"this", "another"}, False),
-                                                             (None, False)])
-def test_only_a_request_alone_in_its_worker_skips_the_yield(tasks, engine_before_bystander):
-    engine = TimedEngine(seconds=0)  # cheap: runs on the event loop
+@pytest.mark.parametrize("tasks, alone", [({"this"}, True), ({"this", "another"}, False), (None, False)])
+def test_only_a_request_alone_in_its_worker_goes_straight_to_the_engine(tasks, alone):
+    engine = TimedEngine(seconds=0)  # cheap: runs on the event loop, in the task that calls it
     batcher = batcher_for(engine)
-    order = []
-    queue_waits = "modelserve_queue_wait_seconds_count"
-    waits_before = REGISTRY.get_sample_value(queue_waits, {"model": "dispatch-test"}) or 0.0
 
-    async def bystander():  # scheduled before the request: it runs first only if the request yields
-        order.append("bystander")
-
-    async def scenario():
-        await start_controller(batcher, engine)
+    async def request() -> asyncio.Task:
         saved, REQUESTS.tasks = REQUESTS.tasks, tasks
         try:
-            batcher.recording = True
-            task = asyncio.ensure_future(bystander())
-            output = await batcher.infer(np.full((1, 2), 3, dtype=np.float32))
-            order.append("answered")
-            await task
+            assert float((await batcher.infer(np.full((1, 2), 3, dtype=np.float32)))[0, 0]) == 6.0
         finally:
             REQUESTS.tasks = saved
-        return output
+        return asyncio.current_task()
 
-    assert float(asyncio.run(scenario())[0, 0]) == 6.0
-    assert order == (["answered", "bystander"] if engine_before_bystander else ["bystander", "answered"])
-    assert [rows for rows, _ in engine.calls] == [1]
-    # Whichever way it went, its wait is counted once (a request alone waited for nobody).
-    assert REGISTRY.get_sample_value(queue_waits, {"model": "dispatch-test"}) == waits_before + 1
+    async def scenario() -> asyncio.Task:
+        return await asyncio.ensure_future(request())
+
+    requesting = asyncio.run(scenario())
+    # Alone: in the request's own task; otherwise in the queue's controller task, which a crowd's batch needs.
+    assert (engine.tasks == [requesting]) is alone

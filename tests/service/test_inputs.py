@@ -5,7 +5,7 @@ import pytest
 
 from models import ByteTokenizer
 from service.errors import InvalidInput
-from service.inputs import FeatureSchema, TokenSchema
+from service.runtime.schema import FeatureSchema, TokenSchema
 
 FEATURES = FeatureSchema(("area", "age"))
 TOKENS = TokenSchema(vocab_size=260, max_len=32)
@@ -37,10 +37,14 @@ def test_booleans_read_as_zero_and_one():
 
 
 def test_text_and_ids_pad_to_a_length_bucket():
-    sequences = TOKENS.parse(["ab", [5, 6, 7, 8, 9, 10, 11, 12, 13]])
-    batch = TOKENS.pad(sequences)
+    batch = TOKENS.parse(["ab", [5, 6, 7, 8, 9, 10, 11, 12, 13]])
     assert batch.shape == (2, 16) and batch.dtype == np.int64  # 9 tokens -> the 16 bucket
     assert batch[0, :2].tolist() == ByteTokenizer().encode("ab") and batch[0, 2:].sum() == 0
+
+
+def test_token_requests_merge_right_padded_to_the_longest():
+    merged = TOKENS.merge([np.array([[5, 6, 0, 0, 0, 0, 0, 0]]), np.array([[7] * 16, [8] * 16])])
+    assert merged.shape == (3, 16) and merged[0].tolist() == [5, 6] + [0] * 14 and merged[2].tolist() == [8] * 16
 
 
 def test_id_matrix_checks_range_and_padding_rows():

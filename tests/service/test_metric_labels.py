@@ -4,8 +4,8 @@ configured model that fails to load. Over HTTP, test_metrics.py checks that prob
 import pytest
 
 from service.config import ServeConfig
-from service.metric_labels import STATIC_ENDPOINT, UNKNOWN_MODEL, UNMATCHED_ENDPOINT, MetricLabels
-from service.registry import ModelRegistry
+from service.http.labels import STATIC_ENDPOINT, UNKNOWN_MODEL, UNMATCHED_ENDPOINT, MetricLabels
+from service.runtime.registry import ModelRegistry
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -12,23 +11,9 @@ import httpx
 import pytest
 
 from tests.servers import API_KEY, Server, free_port
+from tests.support import scrape, total
 
 SERVICE_METRICS = ("modelserve_inference_seconds", "modelserve_rows_per_engine_call", "modelserve_queue_wait_seconds")
-
-
-def scrape(url: str) -> dict[str, float]:
-    """Samples of /metrics as {'name{labels}': value}, labels in the exporter's order."""
-    samples = {}
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
-
-
-def total(samples: dict[str, float], prefix: str, **labels: str) -> float:
-    wanted = [f'{k}="{v}"' for k, v in labels.items()]
-    return sum(v for k, v in samples.items() if k.startswith(prefix + "{") and all(w in k for w in wanted))
 
 
 async def load(url: str, model: str, instance, count: int, headers: dict) -> list[int]:
@@ -59,19 +44,9 @@ def test_every_metric_appears_and_moves_with_two_workers(guarded_server, trained
             assert moved > 0, f"{metric} did not move for {model}"
         info = [k for k in after if k.startswith("modelserve_model_info{") and f'model="{model}"' in k]
         assert len(info) == 1 and 'backend="onnx"' in info[0] and 'device="cpu"' in info[0] and after[info[0]] == 1
-        limits = [v for k, v in after.items()
-                  if k.startswith("modelserve_batch_limit_rows{") and f'model="{model}"' in k]
-        assert limits and all(1 <= v <= 64 for v in limits), limits
-    # regression's engine call is nearly all fixed cost (~8 us for 1 row or 64): warm-up keeps its batches whole
-    assert after['modelserve_batch_limit_rows{length="any",model="regression"}'] == 64
-    # the transformer has a limit per length bucket, from 8 tokens to its longest
-    lengths = {re.search(r'length="(\w+)"', k).group(1) for k in after
-               if k.startswith("modelserve_batch_limit_rows{") and 'model="transformer"' in k}
-    max_len = trained["transformer"]["manifest"]["inputs"][0]["max_len"]
-    assert {"8", str(max_len)} <= lengths and all(n.isdigit() for n in lengths), lengths
     assert total(after, "modelserve_rejected_requests_total", model="mlp", reason="invalid_input") \
         - total(before, "modelserve_rejected_requests_total", model="mlp", reason="invalid_input") == 3
-    # BentoML's traffic series, which the dashboard and alerts read (service/traffic_metrics.py writes them): each
+    # BentoML's traffic series, read by the dashboard and alerts (service/upstream/traffic_metrics.py writes them): each
     # request counted once under its path and status, its duration observed once, none left in progress
     for model in traffic:
         endpoint = f"/v1/models/{model}:predict"

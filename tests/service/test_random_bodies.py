@@ -13,7 +13,7 @@ import random
 
 import httpx
 
-from tests.service.test_bad_input import assert_still_serving
+from tests.support import assert_still_serving
 
 BODIES = 400
 SEED = 20261123

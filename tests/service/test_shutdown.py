@@ -14,7 +14,7 @@ import time
 import httpx
 
 from tests.servers import Server
-from tests.service.test_metrics import scrape, total
+from tests.support import scrape, total
 
 BULK = {"instances": [[5 + (i * 7) % 250 for i in range(32)]] * 1024}  # ~0.1 s of engine time each on a CPU
 REQUESTS = 16

@@ -4,8 +4,8 @@ The series themselves are checked on a real two-worker server in test_metrics.py
 
 from prometheus_client import CollectorRegistry, Counter
 
-from service.metric_labels import UNMATCHED_ENDPOINT
-from service.traffic_metrics import MAX_CACHED_PATHS, Children, TrafficMetrics
+from service.http.labels import UNMATCHED_ENDPOINT
+from service.upstream.traffic_metrics import MAX_CACHED_PATHS, Children, TrafficMetrics
 
 
 def test_each_key_resolves_once_and_counts_land_on_its_own_series():

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from service.batching import ModelBatcher
-from service.training_range import TokenTrainingRange, TrainingRange
-from tests.service.test_dispatch import TimedEngine, start_controller
-from tests.service.test_metrics import scrape, total
+from service.batching.batcher import ModelBatcher
+from service.config import ServeConfig
+from service.runtime.drift import TokenTrainingRange, TrainingRange
+from service.runtime.registry import EngineCallMetrics
+from tests.support import TimedEngine, scrape, total
 
 SERIES = "modelserve_inputs_outside_training_range_total"
 
@@ -73,7 +74,7 @@ def test_token_lengths_count_tokens_other_than_padding_wherever_the_pad_id_lies(
     lengths.observe(np.array([[1, 2, 7, 7, 7, 7], [1, 2, 3, 7, 7, 7], [1, 2, 3, 4, 5, 7], [1, 2, 3, 4, 5, 6]]))
     assert outside() - before == 2  # 2 tokens (too short) and 6 (too long); 3 and 5 are inside
     for row in ([[1, 2, 7, 7, 7, 7]], [[1, 2, 3, 7, 7, 7]], [[7, 1, 2, 3, 4, 5]], [[1, 2, 3, 4, 5, 6]]):
-        lengths.observe(np.array(row))  # one row at a time, as at c=1 (a path of its own)
+        lengths.observe(np.array(row))  # one row at a time, as at c=1
     assert outside() - before == 4
 
 
@@ -96,15 +97,15 @@ def test_warm_up_is_not_counted_and_merged_batches_count_each_instance_once():
         return REGISTRY.get_sample_value(SERIES, {"model": "merge-test", "feature": feature}) or 0.0
 
     engine = TimedEngine(seconds=0.002)
-    batcher = ModelBatcher("merge-test", engine, "onnx", None, max_batch_size=64, max_latency_ms=60_000,
-                           training_range=TrainingRange("merge-test", ("a", "b"), [0.0, 0.0], [1.0, 1.0]))
+    batcher = ModelBatcher("merge-test", engine, np.concatenate, ServeConfig(models=("merge-test",)))
     for _ in range(20):  # warm-up, with rows far outside the range
-        batcher.infer_direct(np.full((1, 2), 9.0, dtype=np.float32))
+        batcher.run_now(np.full((1, 2), 9.0, dtype=np.float32))
     assert outside("a") == outside("b") == 0.0
-    batcher.recording = True
+    engine.calls.clear()
+    recorder = EngineCallMetrics("merge-test", "onnx", TrainingRange("merge-test", ("a", "b"), [0.0, 0.0], [1.0, 1.0]))
+    batcher.start_recording(recorder, recorder.queue_wait)
 
     async def burst():
-        await start_controller(batcher, engine)  # (an in-range row)
         requests = [[[0.5, 0.5]] * 2 + [[5.0, 0.5]] * (i % 3) + [[0.5, -1.0]] for i in range(12)]
         await asyncio.gather(*(batcher.infer(np.array(r, dtype=np.float32)) for r in requests))
 

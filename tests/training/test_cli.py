@@ -86,6 +86,10 @@ def test_dry_run_exports_and_checks_but_saves_nothing(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "nothing saved to the model store" in result.stdout and "parity max diff" in result.stdout
     assert store_snapshot(home) == {}
+    # What a run leaves in its working directory (a checkout, under `make run`) is under runs/, which git ignores:
+    # a checkpoint once landed at the top of the checkout and was committed.
+    assert {p.name for p in tmp_path.iterdir()} - {"home"} <= {"runs"}
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/transformer/last.pt"], cwd=REPO).returncode == 0
 
 
 def test_commands_other_than_train_start_without_importing_torch():

@@ -11,10 +11,10 @@ the outputs asked for in binary: per output `"parameters": {"binary_data": true}
 Besides compatibility this skips JSON for the tensors: no number is parsed or printed, and numeric data
 becomes an array with one `frombuffer`.
 
-BentoML parses a body as JSON before our API function runs, so `accept_binary_bodies` gives the v2 input
-model a parser that validates only the JSON header and leaves the bytes after it on the request
-(`request.state`); the handler decodes them, so every error in them is refused like any other bad input.
-The fast lane (fast_lane.py) splits a well-framed body the same way and hands the handler the same bytes.
+BentoML parses a body as JSON before our API function runs, so the v2 input model is given a parser that validates
+only the JSON header and leaves the bytes after it on the request (service/upstream/app_factory.py); the handler
+decodes them, so every error in them is refused like any other bad input. The fast lane (http/fast_lane.py) splits
+a well-framed body the same way and hands the handler the same bytes.
 """
 
 import struct
@@ -52,23 +52,6 @@ def split_body(body: bytes, header_value: str) -> tuple[bytes, BinaryBody]:
     else:
         return body[:length], BinaryBody(memoryview(body)[length:])
     return b"", BinaryBody(memoryview(b""), why)
-
-
-def accept_binary_bodies(input_model) -> None:
-    """Let the v2 API's input model (a pydantic model BentoML builds) read binary-framed bodies."""
-    parse_json_body = input_model.from_http_request
-
-    async def from_http_request(cls, request: Request, serde):
-        header_value = request.headers.get(HEADER)
-        if header_value is None:
-            return await parse_json_body(request, serde)
-        header, binary = split_body(await request.body(), header_value)
-        request.state.binary_body = binary
-        if binary.framing_error:  # the handler refuses it; the fields only have to exist
-            return cls.model_construct(**{name: None for name in cls.model_fields})
-        return cls.model_validate_json(header)  # malformed JSON: BentoML's 400, as for a plain JSON body
-
-    input_model.from_http_request = classmethod(from_http_request)
 
 
 def binary_body_of(request: Request) -> BinaryBody | None:

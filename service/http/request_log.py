@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from pythonjsonlogger.json import JsonFormatter
 
-from service.guard import PREDICTION_ROUTE
-from service.openapi import json_router_error
+from service.protocol.openapi import json_router_error
+from service.protocol.routes import route_of
 
 HEADER = b"x-request-id"
 REQUEST_ID = contextvars.ContextVar("request_id", default=None)
@@ -96,9 +96,9 @@ class RequestLog:
             REQUEST_ID.reset(token)
 
     def _log(self, scope, status: int, seconds: float) -> None:
-        route = PREDICTION_ROUTE.match(scope["path"])
-        model = (route.group("v1") or route.group("v2")) if route else None
-        version = (route.group("version") or self.version_of(model)) if model else None
+        route = route_of(scope)  # (left by the guard, inside)
+        model = route.model if route else None
+        version = (route.version or self.version_of(model)) if route else None
         access_log.info("%s %s %d", scope["method"], scope["path"], status,
                         extra={"model": model, "version": version, "status": status,
                                "duration_ms": round(seconds * 1000, 3)})

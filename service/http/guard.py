@@ -1,22 +1,19 @@
-"""ASGI middleware in front of the prediction routes: API key, body size limit, and counting refusals.
+"""Where a prediction enters: the route matched once, the API key, the body size limit, and every refusal counted.
 
-It runs before BentoML parses the body, so an oversized body is refused without being read whole,
-and every refused request (ours or BentoML's own 400s for malformed JSON) is counted by reason.
+It runs before BentoML parses the body, so an oversized body is refused without being read whole, and every
+refused request (ours or BentoML's own 400s for malformed JSON) is counted by reason. The matched route goes into
+the scope for the layers inside (protocol/routes.py); a versioned v2 path is served by the unversioned route (one
+BentoML API, one batcher and one set of metrics), and the handler refuses a version that is not served.
 """
 
 import hmac
 import json
-import re
 from collections.abc import Callable
 
-from service import metrics
+from service import errors, metrics
+from service.protocol.routes import ROUTE_KEY, match_prediction
 
-PREDICTION_ROUTE = re.compile(
-    r"^/(?:v1/models/(?P<v1>[^/]+):predict|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer)$")
-VERSION_KEY = "modelserve.version"
-"""Where a versioned v2 inference path leaves its version: it is served by the unversioned route (one BentoML
-API, so both share its batcher and metrics), and the handler refuses a version that is not the one served."""
-REASON_HEADER = b"x-reject-reason"
+REASON_HEADER = errors.REASON_HEADER.encode()
 REASON_BY_STATUS = {400: "invalid_body", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                     413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "unavailable"}
 
@@ -37,12 +34,13 @@ class RequestGuard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope, receive, send):
-        match = PREDICTION_ROUTE.match(scope.get("path", "")) if scope["type"] == "http" else None
-        if match is None:
+        route = match_prediction(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
             return await self.app(scope, receive, send)
-        model = match.group("v1") or match.group("v2")
-        if match.group("version") is not None:
-            scope = {**scope, "path": f"/v2/models/{model}/infer", VERSION_KEY: match.group("version")}
+        model = route.model
+        scope[ROUTE_KEY] = route  # (in place: the request log, outside, reads it too)
+        if route.version is not None:
+            scope = {**scope, "path": f"/v2/models/{model}/infer"}
         rejected = metrics.REJECTED_REQUESTS
 
         def reject(reason: str) -> None:

@@ -1,14 +1,15 @@
-"""Request handling shared by the API declarations: look up the model, parse, batch, format, or refuse."""
+"""Where a prediction runs and returns: look up the model, parse, batch, format, or refuse. Called by the API
+methods (app.py) and by the fast lane (http/fast_lane.py) alike."""
 
 import numpy as np
 import orjson
 from starlette.responses import JSONResponse, Response
 
-from service import binary_tensors, protocol_v1, protocol_v2
-from service.binary_tensors import BinaryBody
-from service.errors import RETRY_AFTER_SECONDS, InvalidInput, NonFiniteOutput, RequestError
-from service.guard import REASON_HEADER
-from service.registry import ModelRegistry
+from service.errors import REASON_HEADER, RETRY_AFTER_SECONDS, InvalidInput, NonFiniteOutput, RequestError
+from service.protocol import v1, v2
+from service.protocol.binary import BinaryBody, attach_binary_inputs, binary_output_names, binary_reply
+from service.protocol.routes import PredictionRoute
+from service.runtime.registry import ModelRegistry
 
 
 def json_reply(body: dict) -> Response:
@@ -18,7 +19,7 @@ def json_reply(body: dict) -> Response:
 
 
 def refusal(error: RequestError) -> JSONResponse:
-    headers = {REASON_HEADER.decode(): error.reason}
+    headers = {REASON_HEADER: error.reason}
     if error.status in (429, 503):  # (overload and not-ready: both pass; say when to try again)
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
@@ -39,9 +40,9 @@ def finite(outputs: np.ndarray) -> np.ndarray:
 async def v1_predict(registry: ModelRegistry, name: str, instances: list) -> Response:
     try:
         model = registry.get(name)
-        registry.check_count(len(protocol_v1.require_list(instances)))
-        outputs = finite(await model.batcher.infer(protocol_v1.parse_instances(model, instances)))
-        return json_reply({"predictions": protocol_v1.format_predictions(model, outputs)})
+        registry.check_count(len(instances))
+        outputs = finite(await model.batcher.infer(model.schema.parse(instances)))
+        return json_reply({"predictions": v1.format_predictions(model, outputs)})
     except RequestError as error:
         return refusal(error)
 
@@ -56,22 +57,21 @@ def deadline_of(parameters: dict | None) -> float | None:
     return timeout / 1e6
 
 
-async def v2_infer(registry: ModelRegistry, name: str, version: str | None, inputs: list, request_id: str | None,
-                   requested_outputs: list | None, parameters: dict | None, binary: BinaryBody | None) -> Response:
-    """`version`: from a versioned path, else None; `binary`: the bytes after the JSON header of a
-    binary-framed body (binary_tensors.py), else None."""
+async def v2_infer(registry: ModelRegistry, route: PredictionRoute, inputs: list, request_id: str | None,
+                   parameters: dict | None, requested_outputs: list | None, binary: BinaryBody | None) -> Response:
+    """`binary`: the bytes after the JSON header of a binary-framed body (protocol/binary.py), else None."""
     try:
-        model = registry.get(name, version)
+        model = registry.get(route.model, route.version)
         if binary is not None:
-            binary_tensors.attach_binary_inputs(inputs, binary)
-        batch = protocol_v2.parse_inputs(model, inputs, registry.check_count)
+            attach_binary_inputs(inputs, binary)
+        batch = v2.parse_inputs(model, inputs, registry.check_count)
         outputs = finite(await model.batcher.infer(batch, deadline_of(parameters)))
         reply = {"model_name": model.name, "model_version": model.artifacts.version,
-                 "outputs": protocol_v2.format_outputs(model, outputs, requested_outputs)}
+                 "outputs": v2.format_outputs(model, outputs, requested_outputs)}
         if request_id is not None:
             reply["id"] = request_id
-        as_bytes = binary_tensors.binary_output_names([t["name"] for t in reply["outputs"]], requested_outputs,
+        as_bytes = binary_output_names([t["name"] for t in reply["outputs"]], requested_outputs,
                                                       parameters)
-        return binary_tensors.binary_reply(reply, as_bytes) if as_bytes else json_reply(reply)
+        return binary_reply(reply, as_bytes) if as_bytes else json_reply(reply)
     except RequestError as error:
         return refusal(error)

@@ -1,8 +1,11 @@
-"""The trimmed request path: no OpenTelemetry middleware unless tracing is on, API methods built once per
-service instance, response headers added without binding a signature, a client's malformed body logged
-as one warning, and a request's fields read without a deprecation warning. Each trim is checked against
-what BentoML itself does, so these tests fail (and the trim can go) once BentoML changes it."""
+"""service/upstream: the one place that touches BentoML's, uvicorn's and circus's internals. Every other module is
+held to that; each change is checked against what BentoML itself does, so these tests fail (and the change is
+reviewed, or can go) once a release behaves differently: no OpenTelemetry middleware unless tracing is on, API
+methods built once per service instance, response headers added without binding a signature, a client's malformed
+body logged as one warning, a request's fields read without a deprecation warning, binary bodies read, sockets per
+worker, a metrics directory per server."""
 
+import ast
 import inspect
 import logging
 import subprocess
@@ -10,14 +13,73 @@ import sys
 import warnings
 
 import bentoml
+import circus.arbiter
+import circus.sockets
 import pydantic
 import pytest
 from _bentoml_impl.server.app import ServiceAppFactory
 from _bentoml_sdk.method import APIMethod
 from starlette.testclient import TestClient
 
-from service import request_path
+from service import upstream
+from service.upstream import app_factory as request_path
+from service.upstream import processes
 from tests.paths import REPO
+from tests.servers import free_port
+
+FORBIDDEN = ("_bentoml_impl", "_bentoml_sdk", "bentoml._internal", "uvicorn", "circus")
+
+
+def imported_modules(path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_upstream_package_touches_private_internals():
+    outside = [p for p in (REPO / "service").rglob("*.py") if "upstream" not in p.relative_to(REPO / "service").parts]
+    assert len(outside) > 20
+    offenders = {str(p.relative_to(REPO)): sorted(m for m in imported_modules(p) if m.startswith(FORBIDDEN))
+                 for p in outside}
+    assert not {p: m for p, m in offenders.items() if m}, "private internals imported outside service/upstream"
+    inside = imported_modules(REPO / "service" / "upstream" / "app_factory.py")
+    assert any(m.startswith(FORBIDDEN) for m in inside)  # (the check reads imports as they are written)
+
+
+def test_the_installed_bentoml_is_one_the_changes_were_tested_with():
+    import bentoml
+    assert bentoml.__version__ in upstream.TESTED_BENTOML, (
+        f"BentoML {bentoml.__version__}: run this suite against it, then add it to TESTED_BENTOML")
+
+
+def test_bentoml_still_parses_bodies_with_the_input_model_s_request_parser():
+    # adapt_service replaces that parser on the v2 input model; in a fresh interpreter, as importing the service
+    # installs its changes process-wide
+    check = ("import inspect, sys; from service.app import ModelServe; from _bentoml_impl.server.app import "
+             "ServiceAppFactory as F; model = ModelServe.apis['v2_infer'].input_spec; "
+             "sys.exit(0 if 'input_spec.from_http_request(' in inspect.getsource(F.api_endpoint) "
+             "and 'from_http_request' in vars(model) else 1)")
+    result = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_circus_and_bentoml_still_take_what_the_per_worker_sockets_change():
+    assert "watchers" in inspect.signature(processes.BENTOML_CREATE_ARBITER).parameters  # (the rest go to circus)
+    assert "sockets" in inspect.signature(circus.arbiter.Arbiter).parameters
+    assert {"name", "args", "cmd"} <= set(inspect.signature(processes.BENTOML_CREATE_WATCHER).parameters)
+    sock = circus.sockets.CircusSocket(name="t", host="127.0.0.1", port=free_port())
+    try:
+        processes.per_worker(sock)
+        rebuilt = circus.sockets.CircusSocket.load_from_config(sock._cfg)  # what circus does in each worker
+        assert rebuilt.so_reuseport and (rebuilt.host, rebuilt.port) == (sock.host, sock.port)
+        rebuilt.close()
+    finally:
+        sock.close()
 
 
 @bentoml.service
@@ -133,7 +195,7 @@ def test_requests_read_their_fields_without_a_deprecation_warning_each(echo_clie
     _, caught = post_echo(echo_client, "always")
     # BentoML still reads model_fields on the parsed body, which pydantic warns about: the trim is needed
     assert any(issubclass(w.category, pydantic.warnings.PydanticDeprecatedSince211) for w in caught)
-    request_path.keep_input_fields(Echo)
+    request_path._keep_input_fields(Echo)
     reply, caught = post_echo(echo_client, "error")  # a warning now would fail the request with a 500
     assert reply.status_code == 200 and reply.json() == 42
     assert not caught
@@ -141,7 +203,7 @@ def test_requests_read_their_fields_without_a_deprecation_warning_each(echo_clie
 
 def test_the_service_reads_its_own_requests_fields_without_the_warning():
     # In a fresh interpreter: importing the service installs its trims process-wide.
-    check = ("import sys; from service.service import ModelServe; "
+    check = ("import sys; from service.app import ModelServe; "
              "sys.exit(sum('model_fields' not in vars(api.input_spec) for api in ModelServe.apis.values()))")
     result = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{result.returncode} API input models without the trim" + result.stderr[-2000:]

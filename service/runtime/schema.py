@@ -1,18 +1,23 @@
-"""Turn request instances into engine batches, or say exactly which instance and field is wrong.
+"""What a model takes: feature rows or token sequences. The schema is the one object that knows which; the rest of
+the service asks it to parse, merge, and make warm-up examples.
 
-The fast path hands the whole list to numpy once; only when that fails does a per-element walk
-run, to name the first bad instance. Large valid requests never pay for Python loops over values.
+Parsing turns request instances into engine batches, or says exactly which instance and field is wrong. The fast
+path hands the whole list to numpy once; only when that fails does a per-element walk run, to name the first bad
+instance. Large valid requests never pay for Python loops over values.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from models.columns import MISSING_CODE, Column, category_key
 from models.tokenizer import ByteTokenizer
+from service import metrics
 from service.errors import InvalidInput
+from service.runtime.drift import TokenTrainingRange, TrainingRange
 
 TOKENIZER = ByteTokenizer()
 
@@ -42,6 +47,7 @@ class FeatureSchema:
 
     has_categories: bool = field(init=False, default=False)
     """Whether any column is categorical (set from `columns`: parse asks on every request)."""
+    is_tokens: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "has_categories",
@@ -64,6 +70,16 @@ class FeatureSchema:
                     self._explain(rows)
                 batch = self._prepare(rows)
         return self.as_float32(batch)
+
+    def merge(self, batches: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate(batches)  # (sum N, F)
+
+    def examples(self, rows: int) -> list[np.ndarray]:
+        """Warm-up batches of `rows` rows: one, as a feature model's cost does not depend on the values."""
+        return [np.zeros((rows, len(self.names)), dtype=np.float32)]
+
+    def drift(self, model: str, manifest: dict) -> TrainingRange | None:
+        return TrainingRange.from_manifest(model, self.names, manifest)
 
     def as_float32(self, batch: np.ndarray) -> np.ndarray:
         """(N, F) numbers -> the float32 the engines compute in, refusing inf and finite values past float32's
@@ -174,6 +190,37 @@ class TokenSchema:
     vocab_size: int
     max_len: int
     pad_id: int = 0
+    is_tokens: ClassVar[bool] = True
+
+    def parse(self, instances: list) -> np.ndarray:
+        """Instances (strings or token-id lists) -> (N, L) int64 ids, padded to a length bucket."""
+        sequences = []
+        for i, instance in enumerate(instances):
+            if isinstance(instance, str):
+                sequences.append(self.encode_text(i, instance))
+            elif isinstance(instance, list):
+                sequences.append(self.check_ids(i, instance))
+            else:
+                raise InvalidInput(f"instance {i}: expected a string or a list of token ids, got {kind_of(instance)}")
+        return self.pad(sequences)
+
+    def merge(self, batches: Sequence[np.ndarray]) -> np.ndarray:
+        """Requests' (N, L) ids -> one (sum N, longest L) batch, the shorter right-padded."""
+        merged = np.full((sum(b.shape[0] for b in batches), max(b.shape[1] for b in batches)), self.pad_id,
+                         dtype=np.int64)
+        row = 0
+        for b in batches:
+            merged[row:row + b.shape[0], : b.shape[1]] = b
+            row += b.shape[0]
+        return merged
+
+    def examples(self, rows: int) -> list[np.ndarray]:
+        """Warm-up batches of `rows` rows, one per length bucket: a token model's cost grows with the length."""
+        widths = sorted({min(self.max_len, 1 << k) for k in range(3, self.max_len.bit_length() + 1)})
+        return [np.full((rows, width), self.pad_id + 5, dtype=np.int64) for width in widths]
+
+    def drift(self, model: str, manifest: dict) -> TokenTrainingRange | None:
+        return TokenTrainingRange.from_manifest(model, manifest)
 
     def encode_text(self, i: int, text: str) -> list[int]:
         ids = TOKENIZER.encode(text)
@@ -198,18 +245,6 @@ class TokenSchema:
             raise InvalidInput(f"instance {i}: sequence holds only padding (id {self.pad_id})")
         return ids
 
-    def parse(self, instances: list) -> list[list[int]]:
-        """Instances (strings or token-id lists) -> checked id lists, unpadded."""
-        sequences = []
-        for i, instance in enumerate(instances):
-            if isinstance(instance, str):
-                sequences.append(self.encode_text(i, instance))
-            elif isinstance(instance, list):
-                sequences.append(self.check_ids(i, instance))
-            else:
-                raise InvalidInput(f"instance {i}: expected a string or a list of token ids, got {kind_of(instance)}")
-        return sequences
-
     def pad(self, sequences: list[list[int]]) -> np.ndarray:
         """Right-pad to a length bucket (powers of two up to max_len), so the engine sees few shapes."""
         longest = max(len(s) for s in sequences)
@@ -232,3 +267,14 @@ class TokenSchema:
         if padding_only.any():
             raise InvalidInput(f"instance {int(np.flatnonzero(padding_only)[0])}: empty sequence (only padding)")
         return batch
+
+
+def schema_for(model: str, manifest: dict) -> FeatureSchema | TokenSchema:
+    """The schema of a model from its manifest."""
+    if manifest["input_kind"] == "tokens":
+        spec = manifest["inputs"][0]
+        return TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])
+    columns = manifest.get("columns")  # (absent from models trained before columns had kinds)
+    return FeatureSchema(tuple(manifest["feature_names"]),
+                         None if columns is None else tuple(Column.from_dict(c) for c in columns),
+                         metrics.INPUTS_OUTSIDE_TRAINING_RANGE.labels(model=model, feature="unseen_category"))

@@ -5,11 +5,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service import protocol_v1, protocol_v2
-from service.binary_tensors import EXTENSION as BINARY_TENSOR_DATA
 from service.errors import RequestError
-from service.handlers import refusal
-from service.registry import ModelRegistry
+from service.protocol import v1, v2
+from service.protocol.binary import EXTENSION as BINARY_TENSOR_DATA
+from service.protocol.handlers import refusal
+from service.runtime.registry import ModelRegistry
 
 
 def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlette:
@@ -24,7 +24,7 @@ def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlett
         Tag, version, backend, device, task, each column's kind and vocabulary, input and output schema, validation
         metrics."""
         model, refused = model_or_refusal(request)
-        return refused or JSONResponse(protocol_v1.model_metadata(model))
+        return refused or JSONResponse(v1.model_metadata(model))
 
     async def v2_server(_: Request) -> Response:
         """OIP server metadata
@@ -46,7 +46,7 @@ def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlett
         The inputs a client sends (a tabular model with categories: one tensor per column), the outputs, the
         versions served."""
         model, refused = model_or_refusal(request)
-        return refused or JSONResponse(protocol_v2.model_metadata(model))
+        return refused or JSONResponse(v2.model_metadata(model))
 
     async def v2_model_ready(request: Request) -> Response:
         """OIP model readiness"""

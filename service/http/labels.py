@@ -9,7 +9,7 @@ configured with (and, where the path names a version, the version served). The r
 dashboards and alerts, which select the model routes by path, read the same series as before.
 """
 
-import re
+from service.protocol.routes import MODEL_PATH
 
 UNMATCHED_ENDPOINT = "(unmatched)"
 """The `endpoint` of every request to a path not served here; no route can be spelled like it."""
@@ -18,18 +18,13 @@ UNKNOWN_MODEL = "(unknown)"
 
 FIXED_PATHS = frozenset({
     "/", "/livez", "/healthz", "/readyz", "/metrics", "/schema.json", "/docs.json",  # BentoML's own routes
-    "/v2", "/v2/health/live", "/v2/health/ready",  # service/metadata_app.py
+    "/v2", "/v2/health/live", "/v2/health/ready",  # service/protocol/metadata.py
 })
 STATIC_PREFIX, STATIC_ENDPOINT = "/static_content/", "/static_content/{path}"  # the docs page's files
-MODEL_PATH = re.compile(
-    r"^/(?:v1/models/(?P<v1>[^/:]+)(?::predict)?"
-    r"|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/infer|/ready)?)$")
-"""Every route under a model: v1 metadata and predict, v2 metadata, readiness and inference, each with or
-without /versions/VERSION on v2."""
 
 
 class MetricLabels:
-    def __init__(self, registry) -> None:  # a service.registry.ModelRegistry, read when asked: it loads later
+    def __init__(self, registry) -> None:  # a runtime.registry.ModelRegistry, read when asked: it loads later
         self._registry = registry
 
     def _serves(self, name: str, version: str | None = None) -> bool:

@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from service.errors import InvalidInput
-from service.inputs import kind_of
-from service.registry import ServedModel
+from service.runtime.registry import ServedModel
+from service.runtime.schema import kind_of
 
 NUMERIC = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "INT16": np.int16,
            "INT8": np.int8, "UINT8": np.uint8}
@@ -132,12 +132,13 @@ def _column_tensors(model: ServedModel, inputs: list, count_check) -> np.ndarray
 
 def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
     """The request's input tensor(s) -> an engine batch."""
-    if isinstance(inputs, list) and len(inputs) > 1 and not model.is_tokens and model.schema.columns is not None:
+    schema = model.schema
+    if len(inputs) > 1 and not schema.is_tokens and schema.columns is not None:
         return _column_tensors(model, inputs, count_check)
-    if not isinstance(inputs, list) or len(inputs) != 1:
+    if len(inputs) != 1:
         raise InvalidInput(f"'inputs' must be a list of exactly one tensor for model {model.name!r}")
     name, shape, datatype, data = _tensor(inputs[0], 0)
-    if model.is_tokens:
+    if schema.is_tokens:
         if name == "text":
             if datatype != "BYTES" or len(shape) != 1:
                 raise InvalidInput("input 'text' must be BYTES with shape [N]")
@@ -145,7 +146,7 @@ def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
                 raise InvalidInput(f"input 'text': shape {shape} but data has "
                                    f"{len(data) if isinstance(data, list) else 'no list of'} strings")
             count_check(shape[0])
-            return model.schema.pad(model.schema.parse(data))
+            return schema.parse(data)
         if name != "input_ids":
             raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send 'input_ids' (INT64) or "
                                "'text' (BYTES)")
@@ -153,17 +154,17 @@ def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
             raise InvalidInput(f"input 'input_ids' must have shape [N, L], got {shape}")
         count_check(shape[0])
         ids = _array(name, shape, datatype, data, ("INT64", "INT32"))
-        return model.schema.check_id_matrix(ids.astype(np.int64))
+        return schema.check_id_matrix(ids.astype(np.int64))
     if name != "features":
-        if model.schema.columns is not None:
+        if schema.columns is not None:
             return _column_tensors(model, inputs, count_check)
         raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send 'features' (FP32)")
-    width = len(model.schema.names)
+    width = len(schema.names)
     if len(shape) != 2 or shape[1] != width:
-        raise InvalidInput(f"input 'features' must have shape [N, {width}] ({', '.join(model.schema.names)}), "
+        raise InvalidInput(f"input 'features' must have shape [N, {width}] ({', '.join(schema.names)}), "
                            f"got {shape}")
     count_check(shape[0])
-    return model.schema.as_float32(_array(name, shape, datatype, data, ("FP32", "FP64", "INT64", "INT32")))
+    return schema.as_float32(_array(name, shape, datatype, data, ("FP32", "FP64", "INT64", "INT32")))
 
 
 def output_names(model: ServedModel) -> list[str]:
@@ -194,8 +195,8 @@ def model_metadata(model: ServedModel) -> dict:
     Either form is accepted; metadata lists one, so that tools which send every listed input send a valid set."""
     spec = model.manifest["inputs"][0]
     inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
-    columns = None if model.is_tokens else model.schema.columns
-    if model.is_tokens:
+    columns = None if model.schema.is_tokens else model.schema.columns
+    if model.schema.is_tokens:
         inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
     elif columns is not None and model.schema.has_categories:
         inputs = [{"name": c.name, "datatype": "BYTES" if c.is_categorical else "FP32", "shape": [-1],

@@ -7,7 +7,7 @@ and the alert rules read. To do so it resolves four labelled children per reques
 every time) and wraps receive as well as send. A build with those metrics off served 1.10-1.22x the rows
 (benchmarks/profiling.md); the metrics stay, so the lookups go: each child is resolved once per endpoint (and
 status) and kept. The series and when each moves are BentoML's own. The `endpoint` label is BentoML's raw path
-for the paths this service serves and one shared value for any other (service/metric_labels.py), so a client
+for the paths this service serves and one shared value for any other (service/http/labels.py), so a client
 probing random paths cannot add series. Websocket scopes, which this service does not serve, go to BentoML's
 code unchanged.
 """
@@ -18,7 +18,7 @@ from timeit import default_timer
 from bentoml._internal.context import server_context
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 
-from service.metric_labels import UNMATCHED_ENDPOINT
+from service.http.labels import UNMATCHED_ENDPOINT
 
 MAX_CACHED_PATHS = 256
 """Served paths whose label is kept; a bound for safety only, as served paths are few (a handful per model).

@@ -1,15 +1,9 @@
-"""KServe v1 / TF-Serving JSON: {"instances": [...]} -> {"predictions": [...]}."""
+"""KServe v1 / TF-Serving JSON: {"instances": [...]} -> {"predictions": [...]}. The instances are parsed by the
+model's schema (runtime/schema.py)."""
 
 import numpy as np
 
-from service.errors import InvalidInput
-from service.registry import ServedModel
-
-
-def parse_instances(model: ServedModel, instances: list) -> np.ndarray:
-    if model.is_tokens:
-        return model.schema.pad(model.schema.parse(instances))
-    return model.schema.parse(instances)
+from service.runtime.registry import ServedModel
 
 
 def format_predictions(model: ServedModel, outputs: np.ndarray) -> list | np.ndarray:
@@ -32,9 +26,3 @@ def model_metadata(model: ServedModel) -> dict:
         "class_names": manifest["class_names"], "inputs": manifest["inputs"], "outputs": manifest["outputs"],
         "metrics": manifest["metrics"], "created": manifest["created"],
     }
-
-
-def require_list(body_instances) -> list:
-    if not isinstance(body_instances, list):
-        raise InvalidInput("'instances' must be a list")
-    return body_instances

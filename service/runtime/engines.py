@@ -1,7 +1,7 @@
 """Inference engines: ONNX Runtime and TorchScript, on CUDA where present, the CPU otherwise.
 
-Each takes a numpy batch (float32 features (B, F) or int64 ids (B, L)) and returns float32 (B, K), and
-says which device a batch runs on (`device_for`: the split engine sends small batches to the CPU).
+Each takes a numpy batch (float32 features (B, F) or int64 ids (B, L)) and returns float32 (B, K), and says which
+device a batch of a given shape runs on (`device_for`: the split engine sends small batches to the CPU).
 """
 
 import ctypes
@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
-
-from service.batch_limit import BatchLimits
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ class OnnxEngine:
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
 
-    def device_for(self, batch: np.ndarray) -> str:
+    def device_for(self, shape: tuple[int, ...]) -> str:
         return self.device
 
 
@@ -83,7 +81,7 @@ class TorchScriptEngine:
             out = self.module(torch.from_numpy(batch).to(self.device, non_blocking=True))
         return out.float().cpu().numpy()
 
-    def device_for(self, batch: np.ndarray) -> str:
+    def device_for(self, shape: tuple[int, ...]) -> str:
         return self.device
 
 
@@ -93,20 +91,24 @@ class SmallBatchesOnCpu:
     A GPU call has a floor of its own: kernel launches and copies. On an H200 ONNX Runtime's CUDA provider
     took 0.42 ms for one row of the default transformer, a CPU thread 0.1 ms, and a lone request was served
     at 908 rows/s on CUDA against 2,297 on a 2-core CPU machine. Batches grow with load, and past a few rows
-    the GPU wins by far (157,552 rows/s at batch 64). `cpu_rows` holds, per input length bucket, the largest
-    batch the CPU takes (0: none); until warm-up sets it, everything runs on CUDA."""
+    the GPU wins by far (157,552 rows/s at batch 64). `cpu_rows` holds, by batch width (token models: per length
+    bucket; feature models have one width), the most rows the CPU takes; until warm-up sets it, all runs on CUDA."""
 
     def __init__(self, gpu, cpu) -> None:
         self.gpu, self.cpu = gpu, cpu
         self.backend = gpu.backend
         self.device = gpu.device
-        self.cpu_rows = BatchLimits.fixed(0)
+        self.cpu_rows: dict[int, int] = {}
 
-    def device_for(self, batch: np.ndarray) -> str:
-        return "cpu" if batch.shape[0] <= self.cpu_rows.rows_for(batch) else self.gpu.device
+    def device_for(self, shape: tuple[int, ...]) -> str:
+        rows = 0
+        for width, rows in self.cpu_rows.items():  # (ascending: the first bucket that holds this width, else the last)
+            if shape[1] <= width:
+                break
+        return "cpu" if shape[0] <= rows else self.gpu.device
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return (self.cpu if self.device_for(batch) == "cpu" else self.gpu).run(batch)
+        return (self.cpu if self.device_for(batch.shape) == "cpu" else self.gpu).run(batch)
 
 
 def load_engine(backend: str, model_dir: Path, device: str, threads: int, tf32: bool = True,

@@ -1,0 +1,132 @@
+"""The models this worker serves: loaded from the store, verified, warmed up, each behind its batcher."""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service import metrics
+from service.batching.batcher import ModelBatcher
+from service.config import ServeConfig
+from service.errors import InvalidInput, ModelNotReady, TooManyInstances, UnknownModel
+from service.runtime.artifacts import ArtifactError, ModelArtifacts, load_artifacts
+from service.runtime.engines import load_engine, resolve_device
+from service.runtime.schema import FeatureSchema, TokenSchema, schema_for
+from service.runtime.warm_up import warm_up
+
+log = logging.getLogger("modelserve")
+
+
+@dataclass
+class ServedModel:
+    artifacts: ModelArtifacts
+    schema: FeatureSchema | TokenSchema
+    batcher: ModelBatcher
+    backend: str
+    device: str
+    recorder: "EngineCallMetrics"
+    ready: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.artifacts.name
+
+    @property
+    def manifest(self) -> dict:
+        return self.artifacts.manifest
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+
+class EngineCallMetrics:
+    """What each served engine call of one model adds to the metrics: its time, its rows, and its inputs outside
+    the training range (runtime/drift.py), counted per merged batch rather than per request."""
+
+    def __init__(self, model: str, backend: str, drift) -> None:
+        self._model, self._backend, self._drift = model, backend, drift
+        self._seconds: dict[str, object] = {}  # device -> histogram, made on first use: no empty CUDA series
+        self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
+        self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model).observe
+
+    def __call__(self, batch: np.ndarray, device: str, seconds: float) -> None:
+        histogram = self._seconds.get(device)
+        if histogram is None:
+            histogram = self._seconds[device] = metrics.INFERENCE_SECONDS.labels(
+                model=self._model, backend=self._backend, device=device)
+        histogram.observe(seconds)
+        self._rows.observe(batch.shape[0])
+        if self._drift is not None:
+            self._drift.observe(batch)
+
+
+@dataclass
+class ModelRegistry:
+    config: ServeConfig
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    """Configured model ref -> why it could not load; any entry keeps the service not ready."""
+
+    def load(self) -> None:
+        device = resolve_device(self.config.device)
+        for ref in self.config.model_refs:
+            try:
+                self.models[ref.split(":")[0]] = self._load_one(ref, device)
+            except (ArtifactError, RuntimeError, KeyError, ValueError) as exc:
+                self.errors[ref] = str(exc)
+                metrics.MODEL_READY.labels(model=ref.split(":")[0]).set(0)
+                log.error("model %s not loaded: %s", ref, exc)
+
+    def _load_one(self, ref: str, device: str) -> ServedModel:
+        artifacts = load_artifacts(ref)
+        config = self.config
+        engine = load_engine(config.backend, artifacts.path, device, config.engine_threads, config.tf32,
+                             config.small_batches_on_cpu)
+        schema = schema_for(artifacts.name, artifacts.manifest)
+        recorder = EngineCallMetrics(artifacts.name, config.backend, schema.drift(artifacts.name, artifacts.manifest))
+        metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
+        batcher = ModelBatcher(artifacts.name, engine, schema.merge, config)
+        metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=config.backend,
+                                  device=device).set(1)
+        log.info("loaded %s (%s on %s)", artifacts.tag, config.backend, device)
+        return ServedModel(artifacts, schema, batcher, config.backend, device, recorder)
+
+    async def warm_up(self) -> None:
+        for model in self.models.values():
+            await warm_up(model)
+            model.batcher.start_recording(model.recorder, model.recorder.queue_wait)
+            model.ready = True
+            metrics.MODEL_READY.labels(model=model.name).set(1)
+
+    @property
+    def ready(self) -> bool:
+        return not self.errors and bool(self.models) and all(m.ready for m in self.models.values())
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The model, ready to serve; `version`, where a route names one, must be the one served."""
+        model = self.models.get(name)
+        if model is None:
+            failed = [error for ref, error in self.errors.items() if ref.split(":")[0] == name]
+            if failed:
+                raise ModelNotReady(f"model {name!r} failed to load: {failed[0]}")
+            raise UnknownModel(f"model {name!r} is not served here; served models: {', '.join(sorted(self.models))}")
+        if version is not None and version != model.artifacts.version:
+            raise UnknownModel(f"model {name!r} has no version {version!r} here; served version: "
+                               f"{model.artifacts.version}")
+        if not model.ready:
+            raise ModelNotReady(f"model {name!r} is still warming up")
+        return model
+
+    def version_of(self, name: str) -> str | None:
+        """The version served under `name`, or None."""
+        model = self.models.get(name)
+        return model.artifacts.version if model is not None else None
+
+    def check_count(self, count: int) -> None:
+        """Refuse oversized requests before parsing them."""
+        if count > self.config.max_instances:
+            raise TooManyInstances(f"{count} instances in one request; the limit is "
+                                   f"{self.config.max_instances} (MODELSERVE_MAX_INSTANCES)")
+        if count == 0:
+            raise InvalidInput("no instances: send at least one")

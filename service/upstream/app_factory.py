@@ -1,0 +1,157 @@
+"""Changes to how BentoML builds and runs a worker's app. Each removes a per-request cost or a fault that a profile
+or a test found (the figures are in benchmarks/profiling.md); each has a test in tests/service/test_upstream.py
+that fails once BentoML no longer behaves the way the change assumes.
+
+1. Middlewares: OpenTelemetry's is left out unless tracing is on (deciding to skip an excluded route cost 5.5 %
+   of the loop), and BentoML's traffic metrics are swapped for ours (traffic_metrics.py).
+2. `APIMethod.__get__` runs `inspect.signature` and builds a wrapper on every lookup: built once per instance.
+3. `_add_response_headers` binds an @inject signature per response: called with the setting read once.
+4. A body that fails validation is a client's mistake: one WARNING line, not an ERROR with a traceback.
+5. pydantic 2.11+ warns on every `model_fields` read on an instance, which BentoML does per request: the input
+   models get the fields as a plain class attribute.
+6. BentoML's TimeoutMiddleware never cancels its per-request timer (60 s of timers alive under load, walked by
+   every full garbage collection): ours cancels it, and stops waiting when the app ended without a response.
+7. BentoML parses every body as JSON: the v2 input model also reads Triton's binary framing (protocol/binary.py).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from _bentoml_impl.server.app import ServiceAppFactory
+from _bentoml_sdk.method import APIMethod
+from bentoml._internal.container import BentoMLContainer
+from bentoml._internal.server import http_app
+from bentoml._internal.server.http import traffic
+from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from pydantic import ValidationError
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from service.upstream.traffic_metrics import TrafficMetrics
+
+BENTOML_MIDDLEWARES = ServiceAppFactory.middlewares  # the originals, kept so that tests can compare and restore
+BENTOML_API_METHOD_GET = APIMethod.__get__
+BENTOML_ADD_RESPONSE_HEADERS = ServiceAppFactory._add_response_headers
+BENTOML_TIMEOUT_MIDDLEWARE = traffic.TimeoutMiddleware
+BENTOML_EXCEPTION_MESSAGE = "Exception on %s [%s]"  # log_exception()'s format; its args are (path, method)
+
+
+def _middlewares(tracing: bool, endpoint_of: Callable[[str], str]) -> property:
+    def middlewares(factory: ServiceAppFactory) -> list:
+        kept = []
+        for middleware in BENTOML_MIDDLEWARES.fget(factory):
+            if middleware.cls is OpenTelemetryMiddleware and not tracing:
+                continue
+            if middleware.cls is RunnerTrafficMetricsMiddleware:
+                middleware = Middleware(TrafficMetrics, *middleware.args, **middleware.kwargs, endpoint_of=endpoint_of)
+            kept.append(middleware)
+        return kept
+
+    return property(middlewares)
+
+
+def _api_method_once_per_instance(method: APIMethod, instance, owner):
+    if instance is None:
+        return method
+    built = instance.__dict__.setdefault("__modelserve_api_methods__", {})
+    bound = built.get(method.name)
+    if bound is None:
+        bound = built[method.name] = BENTOML_API_METHOD_GET(method, instance, owner)
+    return bound
+
+
+def _response_headers_with(logging_format: dict):
+    undecorated = BENTOML_ADD_RESPONSE_HEADERS.__wrapped__  # what @inject wrapped (functools.wraps keeps it)
+
+    def add_response_headers(factory: ServiceAppFactory, response) -> None:
+        undecorated(factory, response, logging_format=logging_format)
+
+    return add_response_headers
+
+
+class ClientErrorsAsWarnings(logging.Filter):
+    """Turns BentoML's 'Exception on PATH' record for a body that failed validation into one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError) and record.msg == BENTOML_EXCEPTION_MESSAGE:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
+            record.msg, record.args = "refused a request to %s [%s] with 400: %s", (*record.args, problems)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+CLIENT_ERRORS_AS_WARNINGS = ClientErrorsAsWarnings()
+
+
+class TimeoutMiddleware(BENTOML_TIMEOUT_MIDDLEWARE):
+    """BentoML's 504 when no response has started within the timeout, with the timer cancelled afterwards."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        started = loop.create_future()  # done once the response starts, the app ends, or the timeout passes
+        timer = loop.call_later(self.timeout, self._set_timer_out, started)
+
+        async def mark_started(message) -> None:
+            if not started.done():
+                started.set_result(None)
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, mark_started))
+        # An app that ends without a response (its client left, or it raised) must not hold the request, and the
+        # worker's graceful shutdown with it, for the whole timeout; its error goes on to the error handler.
+        task.add_done_callback(lambda _: started.done() or started.set_result(None))
+        try:
+            await started
+        except asyncio.TimeoutError:
+            if task.cancel():
+                await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
+                                   status_code=504)(scope, receive, send)
+            return
+        finally:
+            timer.cancel()
+        await task
+
+
+def _keep_input_fields(service) -> None:
+    for api in service.apis.values():
+        model = api.input_spec
+        model.model_fields = dict(model.model_fields)  # read on the class: no warning
+
+
+def _accept_binary_bodies(input_model, split_body: Callable, header: str) -> None:
+    """The input model keeps only the JSON header's fields and leaves the bytes after it on `request.state`."""
+    parse_json_body = input_model.from_http_request
+
+    async def from_http_request(cls, request: Request, serde):
+        header_value = request.headers.get(header)
+        if header_value is None:
+            return await parse_json_body(request, serde)
+        json_part, binary = split_body(await request.body(), header_value)
+        request.state.binary_body = binary
+        if binary.framing_error:  # the handler refuses it; the fields only have to exist
+            return cls.model_construct(**{name: None for name in cls.model_fields})
+        return cls.model_validate_json(json_part)  # malformed JSON: BentoML's 400, as for a plain JSON body
+
+    input_model.from_http_request = classmethod(from_http_request)
+
+
+def install(tracing: bool, endpoint_of: Callable[[str], str]) -> None:
+    """Before BentoML builds the app in this worker (it reads TimeoutMiddleware from `traffic` at that moment)."""
+    ServiceAppFactory.middlewares = _middlewares(tracing, endpoint_of)
+    APIMethod.__get__ = _api_method_once_per_instance
+    ServiceAppFactory._add_response_headers = _response_headers_with(BentoMLContainer.logging_formatting.get())
+    http_app.logger.addFilter(CLIENT_ERRORS_AS_WARNINGS)  # the logger BentoML's log_exception() writes to
+    traffic.TimeoutMiddleware = TimeoutMiddleware
+
+
+def adapt_service(service, binary_api: str, split_body: Callable, header: str) -> None:
+    """Once the service class is defined: plain input fields for every API, binary bodies for `binary_api`."""
+    _keep_input_fields(service)
+    _accept_binary_bodies(service.apis[binary_api].input_spec, split_body, header)

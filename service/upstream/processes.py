@@ -1,0 +1,112 @@
+"""Changes to BentoML's processes: a listening socket per worker, a metrics directory per server, and uvicorn's
+count of the requests a worker has begun.
+
+- BentoML binds one socket in its arbiter and every worker races in accept(): a burst of new connections landed
+  60/4 or 64/0 on two workers, halving throughput. A socket marked `so_reuseport` is bound afresh in each worker
+  by circus, and Linux spreads new connections over them; circus does so only when the socket is in the watcher's
+  `cmd`, and BentoML passes it in `args`. Both are fixed as BentoML hands them to circus.
+- Workers keep their metric values in files in one directory, which BentoML empties when any server starts: a
+  second server on the same BENTOML_HOME erased the first one's series. Each server gets a directory of its own.
+- uvicorn keeps the set of request tasks of its worker (`ServerState.tasks`), begun the moment headers are parsed:
+  the one count that sees requests parsed in the same loop turn. The batcher sends a request that is alone in
+  its worker straight to the engine.
+"""
+
+import atexit
+import os
+import shlex
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import bentoml._internal.utils.circus as bentoml_circus
+import bentoml.serving
+import circus.sockets
+import uvicorn.server
+from bentoml._internal.configuration.containers import BentoMLContainer
+
+SOCKET_MARK = "$(circus.sockets."
+BENTOML_CREATE_ARBITER = bentoml_circus.create_standalone_arbiter
+BENTOML_CREATE_WATCHER = bentoml.serving.create_watcher
+UVICORN_SERVER_STATE_INIT = uvicorn.server.ServerState.__init__
+
+
+def per_worker(sock: circus.sockets.CircusSocket) -> circus.sockets.CircusSocket:
+    """Mark a TCP listening socket so circus binds it in each worker process (SO_REUSEPORT), not in the arbiter."""
+    if sock.is_unix:
+        return sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.so_reuseport = True
+    # What circus re-creates the socket from in each worker (CircusSocket.load_from_config).
+    sock._cfg = {"name": sock.name, "host": sock.host, "port": str(sock.port), "family": sock.family.name,
+                 "backlog": str(sock.backlog), "so_reuseport": True}
+    return sock
+
+
+def create_standalone_arbiter(watchers, sockets=None, **kwargs):
+    return BENTOML_CREATE_ARBITER(watchers, sockets=[per_worker(s) for s in sockets or []], **kwargs)
+
+
+def create_watcher(name: str, args: list[str], *, cmd: str = sys.executable, **kwargs):
+    """BentoML's watcher, with the whole command line in `cmd`, where circus looks for the socket."""
+    watcher = BENTOML_CREATE_WATCHER(name, args, cmd=cmd, **kwargs)
+    if any(SOCKET_MARK in arg for arg in args):
+        watcher.cmd, watcher.args = shlex.join([cmd, *args]), None
+    return watcher
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return True  # not a name this launcher made: leave it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def own_metrics_directory() -> Path:
+    """Point BentoML at a metrics directory for this server alone, removed when it stops; those of servers that
+    died without cleaning up are removed now."""
+    shared = Path(BentoMLContainer.prometheus_multiproc_dir.get())
+    prefix = f"server-{socket.gethostname()}-"  # by host too: containers sharing a volume can reuse a pid
+    for other in shared.glob(prefix + "*"):
+        if not _alive(other.name.removeprefix(prefix)):
+            shutil.rmtree(other, ignore_errors=True)
+    own = shared / f"{prefix}{os.getpid()}"
+    BentoMLContainer.prometheus_multiproc_dir.set(str(own))
+    atexit.register(shutil.rmtree, own, ignore_errors=True)
+    return own
+
+
+def install_in_launcher() -> None:
+    own_metrics_directory()
+    bentoml_circus.create_standalone_arbiter = create_standalone_arbiter
+    bentoml.serving.create_watcher = create_watcher
+
+
+class InFlight:
+    __slots__ = ("tasks",)
+
+    def __init__(self) -> None:
+        self.tasks: set[Any] | None = None  # uvicorn's request tasks in this worker; None until uvicorn starts
+
+    def alone(self) -> bool:
+        """True when the request asking is the only one this worker has begun; False when unsure."""
+        return self.tasks is not None and len(self.tasks) == 1
+
+
+REQUESTS = InFlight()
+
+
+def count_requests_in_flight() -> None:
+    """Keep hold of the request-task set of the uvicorn server this worker starts (after the service's import)."""
+    def __init__(self) -> None:
+        UVICORN_SERVER_STATE_INIT(self)
+        REQUESTS.tasks = self.tasks
+
+    uvicorn.server.ServerState.__init__ = __init__
