@@ -24,9 +24,7 @@ class TooManyInstances(RequestError):
     status, reason = 400, "too_many_instances"
 
 
-class NonFiniteOutput(RequestError):
-    """The model's answer to valid input overflowed (input far outside what it was trained on)."""
-
+class NonFiniteOutput(RequestError):  # the answer to valid input overflowed (input far outside training)
     status, reason = 422, "non_finite_output"
 
 
@@ -38,21 +36,15 @@ class ModelNotReady(RequestError):
     status, reason = 503, "model_not_ready"
 
 
-class Overloaded(RequestError):
-    """The batcher predicts this request would miss max_latency_ms."""
-
+class Overloaded(RequestError):  # predicted to miss max_latency_ms
     status, reason = 503, "overloaded"
 
 
-class DeadlineUnmet(RequestError):
-    """The client's deadline (the OIP `timeout` parameter) cannot be met, or passed while the request waited."""
-
+class DeadlineUnmet(RequestError):  # the OIP `timeout` cannot be met, or passed while the request waited
     status, reason = 504, "deadline"
 
 
-class QueueFull(RequestError):
-    """The model's queue in this worker holds max_queue requests already."""
-
+class QueueFull(RequestError):  # the model's queue in this worker holds max_queue requests already
     status, reason = 429, "queue_full"
 
 

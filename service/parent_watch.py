@@ -1,12 +1,9 @@
-"""A worker ends when the process that started it dies, rather than serve on alone.
+"""A worker ends when the server's main process dies, rather than serve on alone.
 
-Each worker listens on its own socket with SO_REUSEPORT (launcher.py). If the server's main process is
-killed outright (SIGKILL, or the OOM killer), circus never stops its workers: measured, the worker went on
-answering on the port with no supervisor, and a server started again on that port would share its
-connections with the orphan, which runs the old code and models and is missing from the new server's
-metrics. Linux can send a process a signal when its parent dies; each worker asks for SIGTERM, and so drains
-and exits as on any shutdown. Set in the worker only: in the main process it would stop a server whose
-launching shell exits (nohup, a daemon)."""
+Each worker has its own SO_REUSEPORT socket, so a worker orphaned by a SIGKILLed main process went on answering on
+the port, sharing connections with the next server started there while running the old code. Linux sends a process
+a signal when its parent dies: each worker asks for SIGTERM, and drains and exits as on any shutdown. (Not in the
+main process: there it would stop a server whose launching shell exits.)"""
 
 import ctypes
 import logging

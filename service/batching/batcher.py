@@ -1,10 +1,7 @@
-"""One model's way to its engine in one worker: the queue (dispatcher.py) when requests can share an engine call,
-straight to the engine when they cannot, refused when they would wait too long.
-
-A request goes straight to the engine, in chunks of at most max_batch_size rows, when batching is off, when it
-fills whole batches by itself (merging would gain nothing but copies), or when it is the only request its worker
-has begun (service/upstream/processes.py: nothing could join it, and the queue's two task switches cost a lone
-request 4-10 %). Everything else queues.
+"""One model's way to its engine in one worker: the queue (dispatcher.py) when requests can share an engine call;
+straight to the engine, in chunks of at most max_batch_size rows, when batching is off, when a request fills whole
+batches by itself, or when it is the only request its worker has begun (nothing could join it, and the queue's two
+task switches cost a lone request 4-10 %); refused when it would wait too long.
 """
 
 import asyncio
@@ -21,9 +18,8 @@ from service.errors import DeadlineUnmet, Overloaded, QueueFull
 from service.upstream import REQUESTS
 
 INLINE_BELOW_S = 500e-6
-"""CPU engine calls predicted to take less than this run on the event loop: handing a call to a worker thread and
-back costs 80-140 us, as much as the default transformer's call at batch 1 (profiling.md: 1.3x the requests at
-c=1; TorchScript's 300-380 us batch-1 calls 1.18x)."""
+"""CPU engine calls predicted cheaper than this run on the event loop: the hop to a worker thread and back costs
+80-140 us, as much as the default transformer's call at batch 1 (profiling.md)."""
 
 Recorder = Callable[[np.ndarray, str, float], None]
 """Told each served engine call: its batch, the device it ran on and its seconds (metrics and drift)."""

@@ -1,22 +1,14 @@
-"""What an engine call will cost, predicted from the recent calls of its own device, input width and size.
+"""What an engine call will cost, predicted from the recent calls of its own device, input width and size: the one
+latency model, for running a call inline, for shedding (503) and for client deadlines (504).
 
-One latency model serves every decision that needs one: whether a call is cheap enough to run on the event loop,
-whether a request would miss max_latency_ms (503) or its client's deadline (504). A call's cost is far from
-proportional to its rows (regression: 5 us at 1 row, 8 us at 64; the default transformer: 96 us at 1 row of 32
-tokens, 4.2 ms at 64), so costs are kept per device, per band of widths (1, 2-3, 4-7, ... tokens or features) and
-per band of rows, each a moving average of seconds per element that scales a call within its band. Warm-up runs
-every band up to max_batch_size, and no call is larger, so every call has its band's price from the start.
+A call's cost is far from proportional to its rows (regression: 5 us at 1 row, 8 us at 64), so costs are kept per
+device, per band of widths (1, 2-3, 4-7, ... tokens or features) and per band of rows, each a moving average of
+seconds per element. Warm-up runs every band up to max_batch_size, and no call is larger.
 """
 
-FORGET = 0.9
-"""Weight a band's running cost keeps at each new call: it follows about the last 10 calls of that band."""
-
-FIRST_CALLS = 3
-"""A band's first calls set its cost by their fastest: the first call of a shape pays for allocations."""
-
-OUTLIER = 2.0
-"""A call counts as at most this many times its band's running cost: a call the scheduler paused says nothing
-about the engine. A machine that really got slower is followed within a few dozen calls."""
+FORGET = 0.9  # weight a band's cost keeps at each call: it follows about its last 10 calls
+FIRST_CALLS = 3  # a band's first calls count by their fastest: the first call of a shape pays for allocations
+OUTLIER = 2.0  # a call counts as at most this many times its band's cost: one the scheduler paused says nothing
 
 
 class EngineCost:

@@ -1,12 +1,11 @@
 """The queue in front of one model's engine in one worker: requests wait here while the engine is busy, and the
 moment it is free everything waiting goes as one engine call.
 
-A batch never waits for more requests while the engine is idle: on a CPU, batching pays with what queues while
-the engine is busy, and holding a batch back delays every request in it. BentoML's CorkDispatcher, used here
-before, held back even full batches and polled in 1 ms ticks (its batches started up to 1 ms late, which left a
-2-core machine's engine idle a fifth of the time at c=64). The controller here sleeps on a condition that each
-arriving request notifies, and looks again the moment its batch is done. Requests that arrive in the same event
-loop turn queue before the controller runs, so a burst on an idle engine is one batch.
+A batch never waits for more requests while the engine is idle: on a CPU, batching pays with what queues while the
+engine is busy, and a hold-back delays every request in it (BentoML's CorkDispatcher held even full batches and
+polled in 1 ms ticks, profiling.md). The controller sleeps on a condition each arriving request notifies, and looks
+again the moment its batch is done; requests that arrive in one event-loop turn queue before it runs, so a burst on
+an idle engine is one batch.
 """
 
 import asyncio

@@ -1,15 +1,10 @@
-"""Well-formed JSON prediction requests answered without BentoML's per-request API dispatch.
+"""Well-formed prediction requests answered without BentoML's per-request API dispatch (building a Request and
+a context, routing, validating, looking the method up: ~30 % of a loaded worker's samples, profiling.md).
 
-For each request BentoML builds a Starlette Request and a context, routes it, validates the body with the pydantic
-model made from the API signature, looks the method up, calls it and turns its answer into a Response: in a py-spy
-profile of a loaded worker ~30 % of the samples, more than parsing, batching and the engine together.
-
-This middleware sits inside the guard (after the API key and body-size checks) and inside BentoML's traffic metrics
-and request timeout, which still see every request. A POST to a prediction route whose body has the shape the API
-signature declares (protocol/routes.py, BodyShape) goes straight to the handler the API method calls; so does a v2
-body in Triton's binary framing whose JSON header has that shape. Anything else goes on to BentoML with its body
-replayed, for BentoML's own 400 and log line. With tracing on, every request goes through BentoML, whose spans
-belong to its dispatch.
+Inside the guard, and inside BentoML's traffic metrics and timeout, which still see every request: a POST to a
+prediction route whose body has its request model's shape (protocol/routes.py), JSON or binary-framed, goes
+straight to the handler the API method calls. Anything else goes on to BentoML with its body replayed, for
+BentoML's own 400 and log line. With tracing on, everything goes through BentoML, whose spans belong to its dispatch.
 """
 
 import contextlib
@@ -30,7 +25,7 @@ logger = logging.getLogger("modelserve")
 
 
 async def _read_body(receive) -> bytes | None:
-    """The whole body, or None when the client left before sending it all: what arrived is not the request."""
+    """The whole body, or None when the client left before sending it all."""
     chunks, more = [], True
     while more:
         message = await receive()

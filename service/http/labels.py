@@ -1,12 +1,8 @@
-"""Label values for request metrics, drawn from a bounded set whatever clients send.
+"""Label values for request metrics, from a bounded set whatever clients send.
 
-Each distinct label value is a time series that the workers keep and Prometheus stores from then on. Two labels
-came from the request path: BentoML's `endpoint` (the raw path) and our rejection counter's `model` (the name
-in a prediction route). A scanner requesting /v1/models/<random>:predict or /<random> would make a series per
-request, without end, in every worker's multiprocess files and in Prometheus. Here a path keeps its own value
-only where it is one this service serves: a fixed route, or a model route naming a model this worker was
-configured with (and, where the path names a version, the version served). The rest share one value, so the
-dashboards and alerts, which select the model routes by path, read the same series as before.
+Each label value is a series every worker keeps and Prometheus stores. A path keeps its own value only where this
+service serves it (a fixed route, or a route under a configured model and its served version); every other path
+shares one value, so a scanner requesting random paths cannot add series without end.
 """
 
 from service.protocol.routes import MODEL_PATH

@@ -1,10 +1,9 @@
-"""Request ids and log lines: where a request enters the service, it gets an id; where it leaves, a log line.
+"""Where a request enters the service it gets an id; where it leaves, a log line.
 
-`X-Request-Id` is the client's (when it is a sane token) or a fresh one, and goes back on every response this
-middleware sees, refusals included, so a client can quote it and an operator can find the request's log lines:
-every record logged while the request runs carries it (`request_id`). With MODELSERVE_LOG_FORMAT=json each log
-record is one JSON object per line, and each request gets an access line (`modelserve.access`) with its route,
-model, version, status and duration; request headers are never logged, so neither is an API key.
+`X-Request-Id` is the client's (when it is a sane token) or a fresh one, goes back on every response, refusals
+included, and is on every log record written while the request runs. With MODELSERVE_LOG_FORMAT=json each record
+is one JSON object per line, and each request gets an access line (`modelserve.access`: route, model, version,
+status, duration). Request headers are never logged, so neither is an API key.
 """
 
 import contextvars

@@ -1,20 +1,11 @@
-"""Triton's binary tensor data extension to the Open Inference Protocol, which its clients use by default.
+"""Triton's binary tensor data extension to the Open Inference Protocol, which tritonclient uses by default.
 
-tritonclient's `InferInput.set_data_from_numpy` and `InferRequestedOutput` send and ask for raw bytes
-unless told `binary_data=False`. Such a request's body is the JSON header (its length in the
-`Inference-Header-Content-Length` header) followed by each binary input's bytes, in input order; an input
-sent so carries `"parameters": {"binary_data_size": N}` instead of `"data"`. Numbers are little-endian;
-a BYTES element is a 4-byte little-endian length and then its bytes. A reply is framed the same way for
-the outputs asked for in binary: per output `"parameters": {"binary_data": true}`, or for all outputs
-`"parameters": {"binary_data_output": true}` on the request.
-
-Besides compatibility this skips JSON for the tensors: no number is parsed or printed, and numeric data
-becomes an array with one `frombuffer`.
-
-BentoML parses a body as JSON before our API function runs, so the v2 input model is given a parser that validates
-only the JSON header and leaves the bytes after it on the request (service/upstream/app_factory.py); the handler
-decodes them, so every error in them is refused like any other bad input. The fast lane (http/fast_lane.py) splits
-a well-framed body the same way and hands the handler the same bytes.
+The body is the JSON header (its length in `Inference-Header-Content-Length`) followed by each binary input's
+bytes in input order; such an input carries `"parameters": {"binary_data_size": N}` instead of `"data"`. Numbers
+are little-endian; a BYTES element is a 4-byte little-endian length and its bytes. A reply is framed the same way
+for the outputs asked for in binary (`binary_data` per output, or `binary_data_output` on the request). Besides
+compatibility it skips JSON for the tensors: numeric data becomes an array with one `frombuffer`. The handler
+decodes the bytes, so every error in them is refused like any other bad input.
 """
 
 import struct

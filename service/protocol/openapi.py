@@ -1,11 +1,9 @@
-"""The OpenAPI document at /docs.json: every route the service answers, generated from the code.
+"""The OpenAPI 3.1 document at /docs.json: every route the service answers, generated from the code.
 
-BentoML describes the prediction APIs from their signatures, and its own health and metrics routes, in its
-service's `openapi_spec`. It leaves out what this adds: the `{name}` path parameter of the prediction routes, the
-versioned OIP inference route, every status a route can return with the error body, and the metadata and OIP
-routes of metadata_app.py (read from its route table, each described by its endpoint's docstring). The document is
-OpenAPI 3.1, whose schema objects are JSON Schema 2020-12: what pydantic writes for the API signatures (`"type":
-"null"` for an optional field, `examples` lists), which an OpenAPI 3.0 document cannot hold.
+BentoML's `openapi_spec` describes the APIs from their request and reply models; this adds the `{name}` path
+parameter, the versioned OIP route, every status a route returns with the error body, and the routes of
+metadata.py (from its route table, described by each endpoint's docstring). 3.1, because its schema objects are
+JSON Schema 2020-12, which pydantic writes (`"type": "null"`, `examples` lists).
 """
 
 import copy

@@ -1,18 +1,9 @@
-"""Instances outside the range the model was trained on, counted per feature so that drift shows in /metrics.
+"""Instances outside what the model was trained on, counted per feature so that drift shows in /metrics.
 
-A regression or an MLP answers any finite input, and far outside its training data the answer is a confident
-extrapolation: the housing model prices a 100,000 m2 flat as readily as a 100 m2 one. Refusing such inputs
-would break clients whose data has legitimately moved; an operator should see it happen instead. Training
-writes each feature's min and max over the training split into the manifest; this counts, per feature, the
-instances beyond them (`modelserve_inputs_outside_training_range_total`) in each engine call the batcher runs,
-against the instances served (`modelserve_rows_per_engine_call_sum`), and an alert fires when the share stays
-high. Models trained before the manifest had ranges are served without the count.
-
-Token models have no features to bound; their analogues are the sequence length and the ids themselves.
-Training writes the shortest and longest sequence of its split (`training_lengths`) and the ids it holds
-(`training_tokens`). Instances outside the lengths count under the feature `length`, and those holding an id
-never seen in training under `unseen_token`: the built-in transformer learned from 4 to 32 lowercase letters,
-so a stream of 2-byte requests, or of capitalised text, shows up.
+Far outside its training data a model answers with confident extrapolation; refusing would break clients whose
+data legitimately moved, so an operator sees it instead. Per engine call: features beyond the training split's min
+or max (from the manifest), against the instances served, and an alert on the share. Token models: sequences
+shorter or longer than in training (`length`), and those holding an id never seen there (`unseen_token`).
 """
 
 import numpy as np

@@ -86,13 +86,10 @@ class TorchScriptEngine:
 
 
 class SmallBatchesOnCpu:
-    """A CUDA engine with a CPU twin that runs the batches the warm-up measured it faster on.
-
-    A GPU call has a floor of its own: kernel launches and copies. On an H200 ONNX Runtime's CUDA provider
-    took 0.42 ms for one row of the default transformer, a CPU thread 0.1 ms, and a lone request was served
-    at 908 rows/s on CUDA against 2,297 on a 2-core CPU machine. Batches grow with load, and past a few rows
-    the GPU wins by far (157,552 rows/s at batch 64). `cpu_rows` holds, by batch width (token models: per length
-    bucket; feature models have one width), the most rows the CPU takes; until warm-up sets it, all runs on CUDA."""
+    """A CUDA engine with a CPU twin that runs the batches warm-up measured faster on it: a GPU call has a floor of
+    its own (on an H200, 0.42 ms for one row of the default transformer against 0.1 ms on a CPU thread), and past
+    a few rows the GPU wins by far. `cpu_rows`: by batch width (a token model's length bucket), the most rows the
+    CPU takes; until warm-up sets it, everything runs on CUDA."""
 
     def __init__(self, gpu, cpu) -> None:
         self.gpu, self.cpu = gpu, cpu

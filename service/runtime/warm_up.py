@@ -1,11 +1,6 @@
-"""Before a model takes traffic: every batch shape it will meet run once, the cost model fed, and on a GPU the batch
-sizes the CPU twin runs faster measured (runtime/engines.py, SmallBatchesOnCpu).
-
-The first call of a shape pays for allocations (and on CUDA for kernel selection), so a model that is not warmed up
-answers its first requests of each size several times slower. Warm-up runs each power-of-two batch size up to
-max_batch_size (and each length bucket of a token model) through the engine, then bursts of concurrent requests
-through the batcher, so the queue, the threads and the cost model have all run before a client arrives.
-"""
+"""Before a model takes traffic: every batch shape it will meet run once (a first call pays for allocations, on
+CUDA for kernel selection), the cost model fed, bursts sent through the batcher, and on CUDA the batch sizes the
+CPU twin runs faster measured (runtime/engines.py, SmallBatchesOnCpu)."""
 
 import asyncio
 import logging
@@ -21,10 +16,8 @@ from service.runtime.engines import SmallBatchesOnCpu
 
 log = logging.getLogger("modelserve")
 
-REPEATS = 3
-"""Timed calls per batch size; the fastest counts (the others met a busy machine, not a dearer batch)."""
-LOCK_WAIT_S = 300.0
-"""Longest a worker waits for another's measuring before it measures alongside it rather than never be ready."""
+REPEATS = 3  # timed calls per batch size; the fastest counts (the others met a busy machine, not a dearer batch)
+LOCK_WAIT_S = 300.0  # then a worker measures alongside another rather than never be ready
 
 
 def batch_sizes(max_batch_size: int) -> list[int]:

@@ -1,17 +1,17 @@
-"""Changes to how BentoML builds and runs a worker's app. Each removes a per-request cost or a fault that a profile
-or a test found (the figures are in benchmarks/profiling.md); each has a test in tests/service/test_upstream.py
-that fails once BentoML no longer behaves the way the change assumes.
+"""Changes to how BentoML builds and runs a worker's app, each removing a per-request cost or a fault a profile or
+a test found (figures in benchmarks/profiling.md):
 
-1. Middlewares: OpenTelemetry's is left out unless tracing is on (deciding to skip an excluded route cost 5.5 %
-   of the loop), and BentoML's traffic metrics are swapped for ours (traffic_metrics.py).
-2. `APIMethod.__get__` runs `inspect.signature` and builds a wrapper on every lookup: built once per instance.
-3. `_add_response_headers` binds an @inject signature per response: called with the setting read once.
-4. A body that fails validation is a client's mistake: one WARNING line, not an ERROR with a traceback.
-5. pydantic 2.11+ warns on every `model_fields` read on an instance, which BentoML does per request: the input
-   models get the fields as a plain class attribute.
-6. BentoML's TimeoutMiddleware never cancels its per-request timer (60 s of timers alive under load, walked by
-   every full garbage collection): ours cancels it, and stops waiting when the app ended without a response.
-7. BentoML parses every body as JSON: the v2 input model also reads Triton's binary framing (protocol/binary.py).
+1. Middlewares: OpenTelemetry's left out unless tracing is on (5.5 % of the loop even for excluded routes);
+   BentoML's traffic metrics swapped for ours (traffic_metrics.py).
+2. A body that fails validation is a client's mistake: one WARNING line, not an ERROR with a traceback.
+3. pydantic warns on every `model_fields` read on an instance, which BentoML does per request: the input models get
+   the fields as a class attribute.
+4. BentoML's TimeoutMiddleware never cancels its per-request timer (60 s of timers alive under load, walked by
+   every full collection): ours cancels it, and stops waiting when the app ended without a response.
+5. BentoML parses every body as JSON: the v2 input model also reads Triton's binary framing (protocol/binary.py).
+
+(Two more, for BentoML's API dispatch, went once the fast lane took every well-formed prediction past it: caching
+`APIMethod.__get__` and un-injecting `_add_response_headers`.)
 """
 
 import asyncio
@@ -19,8 +19,6 @@ import logging
 from collections.abc import Callable
 
 from _bentoml_impl.server.app import ServiceAppFactory
-from _bentoml_sdk.method import APIMethod
-from bentoml._internal.container import BentoMLContainer
 from bentoml._internal.server import http_app
 from bentoml._internal.server.http import traffic
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
@@ -33,8 +31,6 @@ from starlette.responses import JSONResponse
 from service.upstream.traffic_metrics import TrafficMetrics
 
 BENTOML_MIDDLEWARES = ServiceAppFactory.middlewares  # the originals, kept so that tests can compare and restore
-BENTOML_API_METHOD_GET = APIMethod.__get__
-BENTOML_ADD_RESPONSE_HEADERS = ServiceAppFactory._add_response_headers
 BENTOML_TIMEOUT_MIDDLEWARE = traffic.TimeoutMiddleware
 BENTOML_EXCEPTION_MESSAGE = "Exception on %s [%s]"  # log_exception()'s format; its args are (path, method)
 
@@ -51,25 +47,6 @@ def _middlewares(tracing: bool, endpoint_of: Callable[[str], str]) -> property:
         return kept
 
     return property(middlewares)
-
-
-def _api_method_once_per_instance(method: APIMethod, instance, owner):
-    if instance is None:
-        return method
-    built = instance.__dict__.setdefault("__modelserve_api_methods__", {})
-    bound = built.get(method.name)
-    if bound is None:
-        bound = built[method.name] = BENTOML_API_METHOD_GET(method, instance, owner)
-    return bound
-
-
-def _response_headers_with(logging_format: dict):
-    undecorated = BENTOML_ADD_RESPONSE_HEADERS.__wrapped__  # what @inject wrapped (functools.wraps keeps it)
-
-    def add_response_headers(factory: ServiceAppFactory, response) -> None:
-        undecorated(factory, response, logging_format=logging_format)
-
-    return add_response_headers
 
 
 class ClientErrorsAsWarnings(logging.Filter):
@@ -145,8 +122,6 @@ def _accept_binary_bodies(input_model, split_body: Callable, header: str) -> Non
 def install(tracing: bool, endpoint_of: Callable[[str], str]) -> None:
     """Before BentoML builds the app in this worker (it reads TimeoutMiddleware from `traffic` at that moment)."""
     ServiceAppFactory.middlewares = _middlewares(tracing, endpoint_of)
-    APIMethod.__get__ = _api_method_once_per_instance
-    ServiceAppFactory._add_response_headers = _response_headers_with(BentoMLContainer.logging_formatting.get())
     http_app.logger.addFilter(CLIENT_ERRORS_AS_WARNINGS)  # the logger BentoML's log_exception() writes to
     traffic.TimeoutMiddleware = TimeoutMiddleware
 

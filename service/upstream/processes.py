@@ -1,15 +1,11 @@
-"""Changes to BentoML's processes: a listening socket per worker, a metrics directory per server, and uvicorn's
-count of the requests a worker has begun.
+"""Changes to BentoML's processes:
 
-- BentoML binds one socket in its arbiter and every worker races in accept(): a burst of new connections landed
-  60/4 or 64/0 on two workers, halving throughput. A socket marked `so_reuseport` is bound afresh in each worker
-  by circus, and Linux spreads new connections over them; circus does so only when the socket is in the watcher's
-  `cmd`, and BentoML passes it in `args`. Both are fixed as BentoML hands them to circus.
-- Workers keep their metric values in files in one directory, which BentoML empties when any server starts: a
-  second server on the same BENTOML_HOME erased the first one's series. Each server gets a directory of its own.
-- uvicorn keeps the set of request tasks of its worker (`ServerState.tasks`), begun the moment headers are parsed:
-  the one count that sees requests parsed in the same loop turn. The batcher sends a request that is alone in
-  its worker straight to the engine.
+- A listening socket per worker: with one socket in the arbiter, a burst of new connections landed 60/4 on two
+  workers. circus binds a socket marked `so_reuseport` afresh in each worker (Linux then spreads connections), but
+  only when it is in the watcher's `cmd`; BentoML passes it in `args`.
+- A metrics directory per server: BentoML empties the shared one when any server starts, erasing another's series.
+- uvicorn's set of request tasks (`ServerState.tasks`), begun the moment headers are parsed: the one count that sees
+  requests parsed in the same loop turn, by which the batcher knows a request is alone in its worker.
 """
 
 import atexit
@@ -70,8 +66,7 @@ def _alive(pid: str) -> bool:
 
 
 def own_metrics_directory() -> Path:
-    """Point BentoML at a metrics directory for this server alone, removed when it stops; those of servers that
-    died without cleaning up are removed now."""
+    """A metrics directory for this server alone, removed when it stops (and those of servers that died)."""
     shared = Path(BentoMLContainer.prometheus_multiproc_dir.get())
     prefix = f"server-{socket.gethostname()}-"  # by host too: containers sharing a volume can reuse a pid
     for other in shared.glob(prefix + "*"):

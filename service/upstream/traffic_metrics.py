@@ -1,16 +1,7 @@
-"""BentoML's per-request traffic metrics, the same series for less work per request.
-
-BentoML's `RunnerTrafficMetricsMiddleware` writes `bentoml_service_request_total`, `_request_duration_seconds`,
-`_request_in_progress` and `_last_request_timestamp_seconds` for every HTTP request, which the Grafana dashboard
-and the alert rules read. To do so it resolves four labelled children per request through `labels(**kwargs)`
-(a check of the label names, a tuple, a lock and a dict lookup each, label values read from context variables
-every time) and wraps receive as well as send. A build with those metrics off served 1.10-1.22x the rows
-(benchmarks/profiling.md); the metrics stay, so the lookups go: each child is resolved once per endpoint (and
-status) and kept. The series and when each moves are BentoML's own. The `endpoint` label is BentoML's raw path
-for the paths this service serves and one shared value for any other (service/http/labels.py), so a client
-probing random paths cannot add series. Websocket scopes, which this service does not serve, go to BentoML's
-code unchanged.
-"""
+"""BentoML's per-request traffic metrics (`bentoml_service_request_*`, read by the dashboard and the alerts), the
+same series for less work: BentoML's middleware resolves four labelled children per request (1.10-1.22x the rows
+with it off, profiling.md); here each child is resolved once per endpoint and status, and kept. The `endpoint`
+label is the raw path only for paths served here (http/labels.py), so probing random paths adds no series."""
 
 from collections.abc import Callable
 from timeit import default_timer
@@ -20,9 +11,7 @@ from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddle
 
 from service.http.labels import UNMATCHED_ENDPOINT
 
-MAX_CACHED_PATHS = 256
-"""Served paths whose label is kept; a bound for safety only, as served paths are few (a handful per model).
-Paths that are not served are labelled on every request and never kept, so a scanner cannot crowd them out."""
+MAX_CACHED_PATHS = 256  # a bound for safety: served paths are a handful per model; unserved ones are never kept
 
 
 class Children:

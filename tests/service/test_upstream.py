@@ -1,9 +1,8 @@
 """service/upstream: the one place that touches BentoML's, uvicorn's and circus's internals. Every other module is
 held to that; each change is checked against what BentoML itself does, so these tests fail (and the change is
-reviewed, or can go) once a release behaves differently: no OpenTelemetry middleware unless tracing is on, API
-methods built once per service instance, response headers added without binding a signature, a client's malformed
-body logged as one warning, a request's fields read without a deprecation warning, binary bodies read, sockets per
-worker, a metrics directory per server."""
+reviewed, or can go) once a release behaves differently: no OpenTelemetry middleware unless tracing is on, our
+traffic metrics in place of BentoML's, a client's malformed body logged as one warning, a request's fields read
+without a deprecation warning, binary bodies read, a socket per worker."""
 
 import ast
 import inspect
@@ -18,7 +17,6 @@ import circus.sockets
 import pydantic
 import pytest
 from _bentoml_impl.server.app import ServiceAppFactory
-from _bentoml_sdk.method import APIMethod
 from starlette.testclient import TestClient
 
 from service import upstream
@@ -93,8 +91,6 @@ class Echo:
 def restore_bentoml(monkeypatch):
     # monkeypatch puts BentoML's own attributes back after each test, whatever install() set
     monkeypatch.setattr(ServiceAppFactory, "middlewares", request_path.BENTOML_MIDDLEWARES)
-    monkeypatch.setattr(APIMethod, "__get__", request_path.BENTOML_API_METHOD_GET)
-    monkeypatch.setattr(ServiceAppFactory, "_add_response_headers", request_path.BENTOML_ADD_RESPONSE_HEADERS)
 
 
 @pytest.fixture(scope="module")
@@ -123,38 +119,6 @@ def test_bentomls_traffic_metrics_middleware_is_swapped_for_ours_in_its_place():
         ours = middleware_names(tracing)
         expected = [name for name in upstream if tracing or name != "OpenTelemetryMiddleware"]
         assert ours == ["TrafficMetrics" if n == "RunnerTrafficMetricsMiddleware" else n for n in expected]
-
-
-def test_api_methods_are_built_once_per_instance_and_still_work():
-    service = Echo()
-    method = Echo.apis["echo"]
-    upstream = request_path.BENTOML_API_METHOD_GET  # builds a new wrapper on every lookup
-    assert upstream(method, service, type(service)) is not upstream(method, service, type(service))
-    request_path.install(tracing=False, endpoint_of=str)
-    assert service.echo is service.echo
-    assert service.echo(21) == 42
-    other = Echo()
-    assert other.echo is not service.echo  # bound to its own instance
-    assert other.echo(1) == 2
-
-
-def test_responses_keep_bentomls_headers_without_binding_a_signature_per_call(monkeypatch, echo_client):
-    assert hasattr(request_path.BENTOML_ADD_RESPONSE_HEADERS, "__wrapped__")  # BentoML's is still @inject-ed
-    bindings = 0
-    bind_partial = inspect.Signature.bind_partial
-
-    def counted(self, *args, **kwargs):
-        nonlocal bindings
-        bindings += 1
-        return bind_partial(self, *args, **kwargs)
-
-    request_path.install(tracing=False, endpoint_of=str)
-    echo_client.post("/echo", json={"x": 1})  # the first call builds what is built once
-    monkeypatch.setattr(inspect.Signature, "bind_partial", counted)
-    reply = echo_client.post("/echo", json={"x": 21})
-    assert reply.status_code == 200 and reply.json() == 42
-    assert reply.headers["server"] == "BentoML Service/Echo"
-    assert bindings == 0, f"{bindings} signature bindings for one request"
 
 
 class Kept(logging.Handler):
