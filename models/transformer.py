@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models._validation import raise_if_problems, type_problems
@@ -58,20 +59,18 @@ class MultiHeadSelfAttention(nn.Module):
         self.head_dim = config.d_model // config.n_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
-        self.attn_dropout = nn.Dropout(config.dropout)
-        self.masked_score = MASKED_SCORE  # an attribute, since TorchScript cannot read module globals
+        self.dropout = config.dropout  # on the attention weights, while training
+        self.scale = self.head_dim**-0.5  # given, so the exported graph need not work it out from shapes per call
 
-    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        """x: (B, L, D) hidden states; padding: (B, L) True where the token is padding."""
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, L, D) hidden states; key_mask: (B, 1, 1, L) added to the scores, MASKED_SCORE at padding keys."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # each (B, L, D)
         q = q.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
         k = k.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
         v = v.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
-        scores = (q @ k.transpose(-2, -1)) * (self.head_dim**-0.5)  # (B, H, L, L)
-        scores = scores.masked_fill(padding[:, None, None, :], self.masked_score)  # no query attends to padding keys
-        weights = self.attn_dropout(scores.softmax(dim=-1))  # (B, H, L, L)
-        y = weights @ v  # (B, H, L, Dh)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,  # (B, H, L, Dh): no query attends to padding
+                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
         y = y.transpose(1, 2).reshape(B, L, D)  # (B, L, D): heads side by side again
         return self.proj(y)
 
@@ -91,8 +90,8 @@ class EncoderBlock(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.ln_attn(x), padding))  # (B, L, D)
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln_attn(x), key_mask))  # (B, L, D)
         x = x + self.dropout(self.ff(self.ln_ff(x)))  # (B, L, D)
         return x
 
@@ -114,6 +113,7 @@ class TransformerClassifier(nn.Module):
         self.blocks = nn.ModuleList([EncoderBlock(config) for _ in range(config.n_layers)])
         self.ln_final = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.num_classes)
+        self.masked_score = MASKED_SCORE  # an attribute, since TorchScript cannot read module globals
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids: (B, L) int64, right-padded with pad_id -> logits (B, C)."""
@@ -121,7 +121,10 @@ class TransformerClassifier(nn.Module):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (L,)
         x = self.token_embedding(input_ids) + self.position_embedding(positions)[None]  # (B, L, D)
         x = self.dropout(x)
+        # Added to every block's attention scores. Additive rather than boolean: a row whose keys are all padding
+        # gets a uniform softmax, where a boolean mask gives NaN.
+        key_mask = (padding.to(x.dtype) * self.masked_score)[:, None, None, :]  # (B, 1, 1, L)
         for block in self.blocks:
-            x = block(x, padding)  # (B, L, D)
+            x = block(x, key_mask)  # (B, L, D)
         x = self.ln_final(x)
         return self.head(masked_mean(x, padding))  # (B, C)
