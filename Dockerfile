@@ -38,7 +38,8 @@ RUN if [ "$BAKE_MODELS" = "true" ]; then \
 # ---------------------------------------------------------------- runtime: no compilers, no caches
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
-    BENTOML_HOME=/var/lib/modelserve BENTOML_DO_NOT_TRACK=true MODELSERVE_LOG_FORMAT=json
+    BENTOML_HOME=/var/lib/modelserve BENTOML_DO_NOT_TRACK=true MODELSERVE_LOG_FORMAT=json \
+    MODELSERVE_WATCH_SECONDS=30
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \

@@ -1,6 +1,7 @@
 """The BentoML service: what it serves and how the layers are wired. A prediction enters at http/ (guard, fast
 lane), is parsed and answered by protocol/, waits in batching/ and runs in runtime/ (see README, Architecture)."""
 
+import asyncio
 import gc
 import logging
 
@@ -13,6 +14,7 @@ from service.http.fast_lane import FastLane
 from service.http.guard import RequestGuard
 from service.http.labels import MetricLabels
 from service.http.request_log import RequestLog, use_json_logs
+from service.lifecycle.watch import StoreWatcher
 from service.parent_watch import end_with_parent
 from service.protocol import handlers
 from service.protocol.binary import HEADER as BINARY_HEADER
@@ -32,7 +34,8 @@ if CONFIG.log_format == "json":
     use_json_logs()
 
 UNTRACED_ROUTES = [] if CONFIG.tracing else ["/v1/models/", "/v2/", "/livez", "/readyz", "/metrics"]
-METADATA_APP = build_metadata_app(REGISTRY, bentoml.__version__)
+WATCHER = StoreWatcher(REGISTRY, CONFIG.watch_seconds) if CONFIG.watch_seconds else None
+METADATA_APP = build_metadata_app(REGISTRY, bentoml.__version__, watcher=lambda: WATCHER)
 
 
 def _answer(ctx: bentoml.Context, response: Response) -> Response:
@@ -57,6 +60,8 @@ class ModelServe:
         # them all (~70 ms, a p99 of 100+ ms at any load). Frozen, collections walk what requests allocate.
         gc.collect()
         gc.freeze()
+        if WATCHER is not None:
+            self.watching = asyncio.get_running_loop().create_task(WATCHER.run())  # (kept: a task needs a holder)
 
     async def __is_ready__(self) -> bool:
         return REGISTRY.ready

@@ -47,6 +47,9 @@ class ServeConfig(BaseSettings):
     """'json': one JSON object per log line and an access line per request (http/request_log.py)."""
     max_queue: Positive = 2048
     """Most requests of one model waiting for or in its engine, per worker; beyond it, 429 and Retry-After at once."""
+    watch_seconds: Annotated[float | None, Field(gt=0)] = None
+    """Look at the store this often for a new version of each model served as NAME:latest, and serve it once verified
+    and warmed up (service/lifecycle/watch.py); unset: the versions loaded at start are served until a restart."""
     small_batches_on_cpu: bool = True
     """On CUDA, also load each model on the CPU and run there the batch sizes warm-up measured faster on it."""
 

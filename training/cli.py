@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                                                                       "access line per request")
     for flag in SERVE_INT_FLAGS:
         serve.add_argument(f"--{flag}", type=_positive)
+    serve.add_argument("--watch", type=_positive, metavar="SECONDS", dest="watch_seconds",
+                       help="look at the store this often and serve a new version of each NAME:latest model once "
+                            "verified and warmed up, without a restart")
 
     bench = commands.add_parser("bench", help="run a benchmark script from the checkout's benchmarks/",
                                 description="Runs benchmarks/serving.py, paired.py, train_throughput.py, "
@@ -106,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     env = dict(os.environ)
-    for name in ("models", "backend", "device", "batching", "log_format",
+    for name in ("models", "backend", "device", "batching", "log_format", "watch_seconds",
                  *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
         value = getattr(args, name)
         if value is not None:

@@ -108,6 +108,13 @@ class ModelBatcher:
             self.record(batch, device, seconds)
         return out
 
+    async def close(self) -> None:
+        """Once the requests already here are answered, stop the queue's controller, so that nothing holds this
+        batcher and its engine any more (a version replaced by a newer one)."""
+        while self._pending:
+            await asyncio.sleep(0.05)
+        self._queue.close()
+
     def start_recording(self, record: Recorder, waited: Callable[[float], None]) -> None:
         """After warm-up: tell `record` of every engine call, `waited` of every request's wait in the queue."""
         self._waited, self.record = waited, record

@@ -44,6 +44,11 @@ class Dispatcher:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def close(self) -> None:
+        """Stop the controller (the queue is empty: the batcher waits for its requests first)."""
+        if self._controller is not None:
+            self._controller.cancel()
+
     async def submit(self, rows: np.ndarray) -> np.ndarray:
         """Queue one request's rows (fewer than max_rows); its own outputs once its batch has run."""
         if self._controller is None:

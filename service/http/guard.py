@@ -1,4 +1,5 @@
 """Where a prediction enters: the route matched once, the API key, the body size limit, and every refusal counted.
+The model repository routes (lifecycle/repository.py) need the API key too.
 
 It runs before BentoML parses the body, so an oversized body is refused without being read whole, and every
 refused request (ours or BentoML's own 400s for malformed JSON) is counted by reason. The matched route goes into
@@ -14,6 +15,7 @@ from service import errors, metrics
 from service.protocol.routes import ROUTE_KEY, match_prediction
 
 REASON_HEADER = errors.REASON_HEADER.encode()
+REPOSITORY = "/v2/repository/"  # the model repository extension's routes: behind the API key as well
 REASON_BY_STATUS = {400: "invalid_body", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                     413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "unavailable"}
 
@@ -33,9 +35,21 @@ class RequestGuard:
         self.expected_auth = f"Bearer {api_key}".encode() if api_key else None
         self.max_body_bytes = max_body_bytes
 
+    def _refuse_unauthorized(self, headers: dict) -> tuple | None:
+        """(message, reason, headers) of the 401 for a request without the API key; None for one with it."""
+        given = headers.get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected_auth):
+            return None
+        why = "missing Authorization header" if not given else "wrong API key"
+        return f"{why}: send 'Authorization: Bearer <API key>'", "unauthorized", [(b"www-authenticate", b"Bearer")]
+
     async def __call__(self, scope, receive, send):
         route = match_prediction(scope["path"]) if scope["type"] == "http" else None
         if route is None:
+            if self.expected_auth is not None and scope["type"] == "http" and scope["path"].startswith(REPOSITORY):
+                refusal = self._refuse_unauthorized(dict(scope["headers"]))
+                if refusal is not None:
+                    return await _reply(send, 401, *refusal)
             return await self.app(scope, receive, send)
         model = route.model
         scope[ROUTE_KEY] = route  # (in place: the request log, outside, reads it too)
@@ -52,13 +66,10 @@ class RequestGuard:
             # would parse as such.
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
                      + [(b"content-type", b"application/json")]}
-        if self.expected_auth is not None:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected_auth):
-                reject("unauthorized")
-                why = "missing Authorization header" if not given else "wrong API key"
-                return await _reply(send, 401, f"{why}: send 'Authorization: Bearer <API key>'", "unauthorized",
-                                    [(b"www-authenticate", b"Bearer")])
+        refusal = self._refuse_unauthorized(headers) if self.expected_auth is not None else None
+        if refusal is not None:
+            reject("unauthorized")
+            return await _reply(send, 401, *refusal)
 
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:

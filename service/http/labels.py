@@ -14,7 +14,7 @@ UNKNOWN_MODEL = "(unknown)"
 
 FIXED_PATHS = frozenset({
     "/", "/livez", "/healthz", "/readyz", "/metrics", "/schema.json", "/docs.json",  # BentoML's own routes
-    "/v2", "/v2/health/live", "/v2/health/ready",  # service/protocol/metadata.py
+    "/v2", "/v2/health/live", "/v2/health/ready", "/v2/repository/index",  # service/protocol/metadata.py
 })
 STATIC_PREFIX, STATIC_ENDPOINT = "/static_content/", "/static_content/{path}"  # the docs page's files
 

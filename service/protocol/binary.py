@@ -122,7 +122,7 @@ def _encode(tensor: dict) -> bytes:
     return np.ascontiguousarray(tensor["data"], dtype=np.dtype(DTYPES[tensor["datatype"]]).newbyteorder("<")).tobytes()
 
 
-def binary_reply(reply: dict, binary_names: set[str]) -> Response:
+def binary_reply(reply: dict, binary_names: set[str], headers: dict[str, str]) -> Response:
     """The reply framed as JSON header + bytes, for the outputs named in `binary_names`."""
     blobs = []
     for tensor in reply["outputs"]:
@@ -133,4 +133,4 @@ def binary_reply(reply: dict, binary_names: set[str]) -> Response:
             blobs.append(blob)
     header = orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(b"".join([header, *blobs]), media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(len(header))})
+                    headers={"Inference-Header-Content-Length": str(len(header)), **headers})

@@ -1,18 +1,23 @@
 """The GET routes: model metadata (v1 and v2) and the Open Inference Protocol health endpoints."""
 
+from collections.abc import Callable
+
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.errors import RequestError
+from service.lifecycle import repository
 from service.protocol import v1, v2
 from service.protocol.binary import EXTENSION as BINARY_TENSOR_DATA
 from service.protocol.handlers import refusal
 from service.runtime.registry import ModelRegistry
 
 
-def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlette:
+def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Callable[[], object]) -> Starlette:
+    """`watcher`: () -> the worker's StoreWatcher, or None where the store is not watched."""
     def model_or_refusal(request: Request):
         try:
             return registry.get(request.path_params["name"], request.path_params.get("version")), None
@@ -29,7 +34,8 @@ def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlett
     async def v2_server(_: Request) -> Response:
         """OIP server metadata
         Name, version and the protocol extensions served (binary tensor data)."""
-        return JSONResponse({"name": "modelserve", "version": server_version, "extensions": [BINARY_TENSOR_DATA]})
+        return JSONResponse({"name": "modelserve", "version": server_version,
+                             "extensions": [BINARY_TENSOR_DATA, repository.EXTENSION]})
 
     async def v2_live(_: Request) -> Response:
         """OIP server liveness"""
@@ -53,7 +59,14 @@ def build_metadata_app(registry: ModelRegistry, server_version: str) -> Starlett
         model, refused = model_or_refusal(request)
         return refused or JSONResponse({"name": model.name, "ready": True})
 
+    async def v2_repository_index(_: Request) -> Response:
+        """OIP model repository index
+        Every model and version in the store with its state in the worker that answers: READY, LOADING, or
+        UNAVAILABLE with the reason (a failed checksum, not the version served, not configured)."""
+        return JSONResponse(await anyio.to_thread.run_sync(repository.index, registry, watcher()))
+
     return Starlette(routes=[
+        Route("/v2/repository/index", v2_repository_index, methods=["POST"]),
         Route("/v1/models/{name}", v1_model, methods=["GET"]),
         Route("/v2", v2_server, methods=["GET"]),
         Route("/v2/health/live", v2_live, methods=["GET"]),

@@ -1,5 +1,6 @@
 """The models this worker serves: loaded from the store, verified, warmed up, each behind its batcher."""
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -67,37 +68,59 @@ class ModelRegistry:
     models: dict[str, ServedModel] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     """Configured model ref -> why it could not load; any entry keeps the service not ready."""
+    refs: dict[str, str] = field(default_factory=dict)
+    """Name -> the configured ref (NAME:latest, or a pinned NAME:VERSION)."""
 
     def load(self) -> None:
-        device = resolve_device(self.config.device)
         for ref in self.config.model_refs:
+            self.refs[ref.split(":")[0]] = ref
             try:
-                self.models[ref.split(":")[0]] = self._load_one(ref, device)
+                self.models[ref.split(":")[0]] = self.load_version(ref)
             except (ArtifactError, RuntimeError, KeyError, ValueError) as exc:
                 self.errors[ref] = str(exc)
                 metrics.MODEL_READY.labels(model=ref.split(":")[0]).set(0)
                 log.error("model %s not loaded: %s", ref, exc)
 
-    def _load_one(self, ref: str, device: str) -> ServedModel:
+    def load_version(self, ref: str) -> ServedModel:
+        """Find, verify and load one version; not yet warmed up or served."""
         artifacts = load_artifacts(ref)
         config = self.config
+        device = resolve_device(config.device)
         engine = load_engine(config.backend, artifacts.path, device, config.engine_threads, config.tf32,
                              config.small_batches_on_cpu)
         schema = schema_for(artifacts.name, artifacts.manifest)
         recorder = EngineCallMetrics(artifacts.name, config.backend, schema.drift(artifacts.name, artifacts.manifest))
-        metrics.MODEL_READY.labels(model=artifacts.name).set(0)  # until warmed up
         batcher = ModelBatcher(artifacts.name, engine, schema.merge, config)
-        metrics.MODEL_INFO.labels(model=artifacts.name, tag=artifacts.tag, backend=config.backend,
-                                  device=device).set(1)
         log.info("loaded %s (%s on %s)", artifacts.tag, config.backend, device)
         return ServedModel(artifacts, schema, batcher, config.backend, device, recorder)
 
     async def warm_up(self) -> None:
         for model in self.models.values():
-            await warm_up(model)
-            model.batcher.start_recording(model.recorder, model.recorder.queue_wait)
-            model.ready = True
+            metrics.MODEL_READY.labels(model=model.name).set(0)
+            await self.warm_up_one(model)
+            self._announce(model)
             metrics.MODEL_READY.labels(model=model.name).set(1)
+
+    async def warm_up_one(self, model: ServedModel) -> None:
+        await warm_up(model)
+        model.batcher.start_recording(model.recorder, model.recorder.queue_wait)
+        model.ready = True
+
+    def _announce(self, model: ServedModel) -> None:
+        metrics.MODEL_INFO.labels(model=model.name, tag=model.artifacts.tag, backend=model.backend,
+                                  device=model.device).set(1)
+
+    def replace(self, name: str, model: ServedModel) -> None:
+        """Serve `model` (warmed up) under `name` from now on; the version it replaces closes once the requests
+        that already hold it are answered."""
+        old = self.models.get(name)
+        self.models[name] = model
+        self.errors = {ref: error for ref, error in self.errors.items() if ref.split(":")[0] != name}
+        self._announce(model)
+        metrics.MODEL_READY.labels(model=name).set(1)
+        if old is not None:
+            metrics.MODEL_INFO.labels(model=name, tag=old.artifacts.tag, backend=old.backend, device=old.device).set(0)
+            asyncio.get_running_loop().create_task(old.batcher.close())
 
     @property
     def ready(self) -> bool:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import numpy as np
 from filelock import FileLock, Timeout
 
@@ -72,10 +73,14 @@ async def warm_up(model) -> None:
     """Warm `model` (a runtime.registry.ServedModel) up; its batcher records metrics from then on."""
     batcher, schema = model.batcher, model.schema
     examples = [batch for rows in batch_sizes(batcher.max_rows) for batch in schema.examples(rows)]
-    for batch in examples:
-        batcher.run_now(batch)
-    if isinstance(batcher.engine, SmallBatchesOnCpu):
-        batcher.engine.cpu_rows = measure_cpu_rows(model.name, batcher.engine, examples)
+
+    def run_every_shape() -> None:  # in a thread: a new version warms up while the loop serves the old one
+        for batch in examples:
+            batcher.run_now(batch)
+        if isinstance(batcher.engine, SmallBatchesOnCpu):
+            batcher.engine.cpu_rows = measure_cpu_rows(model.name, batcher.engine, examples)
+
+    await anyio.to_thread.run_sync(run_every_shape)
     one = schema.examples(1)[0]
     for concurrent in (1, 2, 4, 8, 16, 1, 2, 4, 8, 16):
         await asyncio.gather(*(batcher.infer(one) for _ in range(concurrent)))

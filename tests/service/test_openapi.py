@@ -19,6 +19,7 @@ ROUTES = {
     ("/v2/models/{name}", "get"), ("/v2/models/{name}/ready", "get"),
     ("/v2/models/{name}/versions/{version}", "get"), ("/v2/models/{name}/versions/{version}/ready", "get"),
     ("/livez", "get"), ("/readyz", "get"), ("/healthz", "get"), ("/metrics", "get"),
+    ("/v2/repository/index", "post"),
 }
 
 

@@ -1,0 +1,88 @@
+"""New versions of the served models go live without a restart: each worker looks at the store every interval.
+
+A model served as NAME:latest whose `latest` now names another version gets that version verified (the sha256 of
+every file against its manifest), loaded, warmed up, and only then swapped in; requests already running finish on
+the version they started on, and the old one is closed once they have. A version that fails any step leaves the
+serving one untouched, is logged once with its reason, counted in modelserve_model_load_failures_total, and is not
+tried again until its files change. Every worker runs its own watcher, so all of them switch within the interval.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import bentoml
+
+from service import metrics
+from service.runtime.artifacts import ArtifactError
+
+log = logging.getLogger("modelserve")
+
+
+def _fingerprint(path: Path) -> tuple:
+    """What changes when a version's files change: each file's name, size and modification time."""
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()))
+
+
+def reason_of(error: Exception) -> str:
+    """The failure's label in modelserve_model_load_failures_total."""
+    if isinstance(error, ArtifactError):
+        return error.reason
+    return "schema" if isinstance(error, (KeyError, ValueError)) else "load_error"
+
+
+@dataclass
+class StoreWatcher:
+    registry: object  # runtime.registry.ModelRegistry
+    interval_s: float
+    loading: set[str] = field(default_factory=set)
+    """Tags being verified, loaded or warmed up in this worker."""
+    failed: dict[str, tuple[str, str, tuple]] = field(default_factory=dict)
+    """Tag -> (reason label, message, the fingerprint of its files when it failed)."""
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check_once()
+            except Exception:  # (a store being rewritten under us: look again next time)
+                log.exception("looking for new model versions failed")
+
+    async def check_once(self) -> None:
+        for name, ref in list(self.registry.refs.items()):
+            if not ref.endswith(":latest"):
+                continue  # a pinned version never changes
+            try:
+                model = await anyio.to_thread.run_sync(bentoml.models.get, ref)
+            except bentoml.exceptions.NotFound:
+                continue
+            tag, serving = str(model.tag), self.registry.models.get(name)
+            if serving is not None and serving.artifacts.tag == tag or tag in self.loading:
+                continue
+            known = self.failed.get(tag)
+            if known is not None and known[2] == _fingerprint(Path(model.path)):
+                continue
+            await self.load(name, tag, Path(model.path))
+
+    async def load(self, name: str, tag: str, path: Path) -> bool:
+        """Verify, load and warm up `tag`, then serve it under `name`; False, the serving version untouched, if any
+        step fails."""
+        self.loading.add(tag)
+        try:
+            candidate = await anyio.to_thread.run_sync(self.registry.load_version, tag)
+            await self.registry.warm_up_one(candidate)
+        except (ArtifactError, RuntimeError, KeyError, ValueError, OSError) as error:
+            reason = reason_of(error)
+            self.failed[tag] = (reason, str(error), _fingerprint(path))
+            metrics.MODEL_LOAD_FAILURES.labels(model=name, reason=reason).inc()
+            log.error("new version %s not served (%s): %s; still serving %s", tag, reason, error,
+                      self.registry.version_of(name))
+            return False
+        finally:
+            self.loading.discard(tag)
+        self.failed.pop(tag, None)
+        self.registry.replace(name, candidate)
+        log.info("now serving %s", tag)
+        return True
