@@ -34,7 +34,8 @@ if CONFIG.log_format == "json":
     use_json_logs()
 
 UNTRACED_ROUTES = [] if CONFIG.tracing else ["/v1/models/", "/v2/", "/livez", "/readyz", "/metrics"]
-WATCHER = StoreWatcher(REGISTRY, CONFIG.watch_seconds) if CONFIG.watch_seconds else None
+# Follows the repository API's loads and unloads across workers always, and new versions in the store when asked to.
+WATCHER = StoreWatcher(REGISTRY, CONFIG.watch_seconds or 1.0, poll_store=CONFIG.watch_seconds is not None)
 METADATA_APP = build_metadata_app(REGISTRY, bentoml.__version__, watcher=lambda: WATCHER)
 
 
@@ -60,8 +61,7 @@ class ModelServe:
         # them all (~70 ms, a p99 of 100+ ms at any load). Frozen, collections walk what requests allocate.
         gc.collect()
         gc.freeze()
-        if WATCHER is not None:
-            self.watching = asyncio.get_running_loop().create_task(WATCHER.run())  # (kept: a task needs a holder)
+        self.watching = asyncio.get_running_loop().create_task(WATCHER.run())  # (kept: a task needs a holder)
 
     async def __is_ready__(self) -> bool:
         return REGISTRY.ready

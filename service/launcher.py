@@ -3,13 +3,19 @@
     python -m service.launcher serve service.app:ModelServe --host H --port P
 """
 
+import atexit
+import os
 import sys
 
 from bentoml_cli.cli import cli
 
 from service import upstream
+from service.lifecycle.desired import server_file
 
 if __name__ == "__main__":
     upstream.install_in_launcher()
+    wishes = server_file(os.getpid())  # the repository API's loads and unloads, for this server's workers alone
+    wishes.unlink(missing_ok=True)
+    atexit.register(wishes.unlink, missing_ok=True)
     sys.argv[0] = "bentoml"
     sys.exit(cli())

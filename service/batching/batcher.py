@@ -114,6 +114,7 @@ class ModelBatcher:
         while self._pending:
             await asyncio.sleep(0.05)
         self._queue.close()
+        await asyncio.sleep(0)  # (the controller ends)
 
     def start_recording(self, record: Recorder, waited: Callable[[float], None]) -> None:
         """After warm-up: tell `record` of every engine call, `waited` of every request's wait in the queue."""

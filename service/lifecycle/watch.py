@@ -16,7 +16,9 @@ import anyio
 import bentoml
 
 from service import metrics
+from service.lifecycle.desired import UNLOADED, DesiredState
 from service.runtime.artifacts import ArtifactError
+from service.runtime.registry import free_memory
 
 log = logging.getLogger("modelserve")
 
@@ -37,6 +39,9 @@ def reason_of(error: Exception) -> str:
 class StoreWatcher:
     registry: object  # runtime.registry.ModelRegistry
     interval_s: float
+    poll_store: bool = True
+    """Whether NAME:latest is looked up again at each tick; off, only the repository API's wishes are followed."""
+    desired: DesiredState = field(default_factory=DesiredState)
     loading: set[str] = field(default_factory=set)
     """Tags being verified, loaded or warmed up in this worker."""
     failed: dict[str, tuple[str, str, tuple]] = field(default_factory=dict)
@@ -51,24 +56,34 @@ class StoreWatcher:
                 log.exception("looking for new model versions failed")
 
     async def check_once(self) -> None:
-        for name, ref in list(self.registry.refs.items()):
-            if not ref.endswith(":latest"):
-                continue  # a pinned version never changes
-            try:
-                model = await anyio.to_thread.run_sync(bentoml.models.get, ref)
-            except bentoml.exceptions.NotFound:
-                continue
-            tag, serving = str(model.tag), self.registry.models.get(name)
-            if serving is not None and serving.artifacts.tag == tag or tag in self.loading:
-                continue
-            known = self.failed.get(tag)
-            if known is not None and known[2] == _fingerprint(Path(model.path)):
-                continue
-            await self.load(name, tag, Path(model.path))
+        wishes = self.desired.read()
+        for name in {*self.registry.refs, *wishes}:
+            await self.reconcile(name, wishes.get(name))
 
-    async def load(self, name: str, tag: str, path: Path) -> bool:
-        """Verify, load and warm up `tag`, then serve it under `name`; False, the serving version untouched, if any
-        step fails."""
+    async def reconcile(self, name: str, wish: str | None) -> str | None:
+        """Serve what `wish` (from the repository API; None: the configured ref) asks for; why not, or None."""
+        if wish == UNLOADED:
+            self.registry.unload(name)
+            return None
+        ref = f"{name}:{wish}" if wish else self.registry.refs.get(name, f"{name}:latest")
+        serving = self.registry.models.get(name)
+        if wish is None and serving is not None and (not self.poll_store or not ref.endswith(":latest")):
+            return None  # a pinned version, or the store not watched: nothing can have changed
+        try:
+            model = await anyio.to_thread.run_sync(bentoml.models.get, ref)
+        except bentoml.exceptions.NotFound:
+            return f"model {ref!r} is not in the store"
+        tag = str(model.tag)
+        if serving is not None and serving.artifacts.tag == tag or tag in self.loading:
+            return None
+        known = self.failed.get(tag)
+        if known is not None and known[2] == _fingerprint(Path(model.path)):
+            return known[1]
+        return await self.load(name, ref, tag, Path(model.path))
+
+    async def load(self, name: str, ref: str, tag: str, path: Path) -> str | None:
+        """Verify, load and warm up `tag`, then serve it under `name`; if any step fails, why (the serving version
+        untouched)."""
         self.loading.add(tag)
         try:
             candidate = await anyio.to_thread.run_sync(self.registry.load_version, tag)
@@ -79,10 +94,11 @@ class StoreWatcher:
             metrics.MODEL_LOAD_FAILURES.labels(model=name, reason=reason).inc()
             log.error("new version %s not served (%s): %s; still serving %s", tag, reason, error,
                       self.registry.version_of(name))
-            return False
+            return str(error)
         finally:
             self.loading.discard(tag)
         self.failed.pop(tag, None)
-        self.registry.replace(name, candidate)
+        self.registry.replace(name, candidate, ref)
+        free_memory()  # (what loading and warming up left)
         log.info("now serving %s", tag)
-        return True
+        return None

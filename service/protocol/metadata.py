@@ -3,17 +3,31 @@
 from collections.abc import Callable
 
 import anyio
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.errors import RequestError
+from service.errors import InvalidInput, RequestError
 from service.lifecycle import repository
 from service.protocol import v1, v2
 from service.protocol.binary import EXTENSION as BINARY_TENSOR_DATA
 from service.protocol.handlers import refusal
 from service.runtime.registry import ModelRegistry
+
+
+async def _repository_call(request: Request, call) -> Response:
+    """Run a repository action on the request's optional JSON body: {} once done, or the refusal."""
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw.strip() else {}
+        await call(body)
+    except orjson.JSONDecodeError:
+        return refusal(InvalidInput("the body must be JSON (or empty)"))
+    except RequestError as error:
+        return refusal(error)
+    return JSONResponse({})
 
 
 def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Callable[[], object]) -> Starlette:
@@ -65,8 +79,23 @@ def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Ca
         UNAVAILABLE with the reason (a failed checksum, not the version served, not configured)."""
         return JSONResponse(await anyio.to_thread.run_sync(repository.index, registry, watcher()))
 
+    async def v2_repository_load(request: Request) -> Response:
+        """OIP model repository: load a model
+        Serves the latest version, or the one in `{"parameters": {"version": ...}}`, once verified and warmed up; in
+        the worker that answers at once, in the server's other workers within the watch interval."""
+        return await _repository_call(request, lambda body: repository.load(
+            registry, watcher(), request.path_params["name"], body))
+
+    async def v2_repository_unload(request: Request) -> Response:
+        """OIP model repository: unload a model
+        Its predictions answer 404 until it is loaded again; readiness no longer waits for it."""
+        return await _repository_call(request, lambda body: repository.unload(
+            registry, watcher(), request.path_params["name"]))
+
     return Starlette(routes=[
         Route("/v2/repository/index", v2_repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", v2_repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", v2_repository_unload, methods=["POST"]),
         Route("/v1/models/{name}", v1_model, methods=["GET"]),
         Route("/v2", v2_server, methods=["GET"]),
         Route("/v2/health/live", v2_live, methods=["GET"]),

@@ -55,8 +55,9 @@ def _prediction_operation(operation: dict, path: str, model_names: list[str]) ->
 
 def _metadata_operation(route: Route, model_names: list[str]) -> dict:
     summary, _, description = (route.endpoint.__doc__ or route.name).strip().partition("\n")
-    statuses = MODEL_ROUTE_STATUSES if "{name}" in route.path else (503,) if route.path.endswith("/ready") else \
-        (401,) if route.path.startswith("/v2/repository/") else ()
+    statuses = (400, 401, 404) if route.path.startswith("/v2/repository/models/") else (401,) \
+        if route.path.startswith("/v2/repository/") else MODEL_ROUTE_STATUSES if "{name}" in route.path \
+        else (503,) if route.path.endswith("/ready") else ()
     operation_id = route.name + ("_version" if "{version}" in route.path else "")  # (one endpoint, two routes)
     return {"summary": summary.strip(), "description": description.strip(), "operationId": operation_id,
             "tags": ["Model metadata and health"], "parameters": _path_parameters(route.path, model_names),
