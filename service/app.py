@@ -35,7 +35,7 @@ if CONFIG.log_format == "json":
 
 UNTRACED_ROUTES = [] if CONFIG.tracing else ["/v1/models/", "/v2/", "/livez", "/readyz", "/metrics"]
 # Follows the repository API's loads and unloads across workers always, and new versions in the store when asked to.
-WATCHER = StoreWatcher(REGISTRY, CONFIG.watch_seconds or 1.0, poll_store=CONFIG.watch_seconds is not None)
+WATCHER = StoreWatcher(REGISTRY, CONFIG.watch_seconds)
 METADATA_APP = build_metadata_app(REGISTRY, bentoml.__version__, watcher=lambda: WATCHER)
 
 

@@ -110,7 +110,7 @@ async def warmed_up(engine, tokens: bool = False, max_latency_ms: int = 60_000) 
     schema = TokenSchema(vocab_size=100, max_len=16, pad_id=0) if tokens else FeatureSchema(("a", "b"))
     batcher = ModelBatcher("curve", engine, schema.merge, config)
     registry = ModelRegistry(config)
-    artifacts = SimpleNamespace(name="curve", manifest={})
+    artifacts = SimpleNamespace(name="curve", tag="curve:test", version="test", manifest={})
     registry.models["curve"] = ServedModel(artifacts, schema, batcher, "onnx", engine.device,
                                            EngineCallMetrics("curve", "onnx", None))
     await registry.warm_up()

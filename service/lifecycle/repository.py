@@ -55,8 +55,10 @@ async def load(registry, watcher: StoreWatcher, name: str, body) -> None:
     ref = f"{name}:{version or 'latest'}"
     try:
         await anyio.to_thread.run_sync(bentoml.models.get, ref)
-    except (bentoml.exceptions.NotFound, ValueError):
+    except bentoml.exceptions.NotFound:
         raise UnknownModel(f"model {ref!r} is not in the model store") from None
+    except (bentoml.exceptions.BentoMLException, ValueError) as error:  # (not a name a model can have)
+        raise InvalidInput(f"{ref!r} cannot name a model in the store: {error}") from None
     watcher.desired.set(name, version or LATEST)
     why_not = await watcher.reconcile(name, version or LATEST)
     if why_not is not None:

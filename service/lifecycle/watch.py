@@ -9,6 +9,7 @@ tried again until its files change. Every worker runs its own watcher, so all of
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from service.runtime.artifacts import ArtifactError
 from service.runtime.registry import free_memory
 
 log = logging.getLogger("modelserve")
+TICK_S = 1.0  # how soon a server's other workers follow a load or unload
 
 
 def _fingerprint(path: Path) -> tuple:
@@ -38,9 +40,8 @@ def reason_of(error: Exception) -> str:
 @dataclass
 class StoreWatcher:
     registry: object  # runtime.registry.ModelRegistry
-    interval_s: float
-    poll_store: bool = True
-    """Whether NAME:latest is looked up again at each tick; off, only the repository API's wishes are followed."""
+    store_interval_s: float | None
+    """How often NAME:latest is looked up again in the store; None: only the repository API's wishes are followed."""
     desired: DesiredState = field(default_factory=DesiredState)
     loading: set[str] = field(default_factory=set)
     """Tags being verified, loaded or warmed up in this worker."""
@@ -48,26 +49,31 @@ class StoreWatcher:
     """Tag -> (reason label, message, the fingerprint of its files when it failed)."""
 
     async def run(self) -> None:
+        """Every second, follow the repository API's wishes; every store interval, look for new versions too."""
+        next_look = time.monotonic() + (self.store_interval_s or 0.0)
         while True:
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(TICK_S)
+            look = self.store_interval_s is not None and time.monotonic() >= next_look
+            if look:
+                next_look = time.monotonic() + self.store_interval_s
             try:
-                await self.check_once()
+                await self.check_once(look)
             except Exception:  # (a store being rewritten under us: look again next time)
                 log.exception("looking for new model versions failed")
 
-    async def check_once(self) -> None:
+    async def check_once(self, look_in_store: bool = True) -> None:
         wishes = self.desired.read()
         for name in {*self.registry.refs, *wishes}:
-            await self.reconcile(name, wishes.get(name))
+            await self.reconcile(name, wishes.get(name), look_in_store)
 
-    async def reconcile(self, name: str, wish: str | None) -> str | None:
+    async def reconcile(self, name: str, wish: str | None, look_in_store: bool = False) -> str | None:
         """Serve what `wish` (from the repository API; None: the configured ref) asks for; why not, or None."""
         if wish == UNLOADED:
             self.registry.unload(name)
             return None
         ref = f"{name}:{wish}" if wish else self.registry.refs.get(name, f"{name}:latest")
         serving = self.registry.models.get(name)
-        if wish is None and serving is not None and (not self.poll_store or not ref.endswith(":latest")):
+        if wish is None and serving is not None and (not look_in_store or not ref.endswith(":latest")):
             return None  # a pinned version, or the store not watched: nothing can have changed
         try:
             model = await anyio.to_thread.run_sync(bentoml.models.get, ref)
