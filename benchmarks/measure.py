@@ -69,9 +69,9 @@ def engine_calls(url: str, model: str) -> tuple[float, float]:
     """(rows, engine calls) so far, from the service's modelserve_rows_per_engine_call histogram."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
 
-    def value(suffix: str) -> float:
-        prefix = f'modelserve_rows_per_engine_call_{suffix}{{model="{model}"}}'
-        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+    def value(suffix: str) -> float:  # summed over the versions served
+        prefix = f'modelserve_rows_per_engine_call_{suffix}{{model="{model}",'
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
     return value("sum"), value("count")
 

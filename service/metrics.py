@@ -11,12 +11,12 @@ QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 INFERENCE_SECONDS = Histogram(
-    "modelserve_inference_seconds", "Time of one engine call (a whole batch), by model, backend and the device "
-    "it ran on (on CUDA, batches warm-up measured faster on the CPU run there)",
-    ["model", "backend", "device"], buckets=LATENCY_BUCKETS)
+    "modelserve_inference_seconds", "Time of one engine call (a whole batch), by model, version, backend and the "
+    "device it ran on (on CUDA, batches warm-up measured faster on the CPU run there)",
+    ["model", "version", "backend", "device"], buckets=LATENCY_BUCKETS)
 ROWS_PER_ENGINE_CALL = Histogram(
-    "modelserve_rows_per_engine_call", "Rows (instances) in one engine call after adaptive batching",
-    ["model"], buckets=ROW_BUCKETS)
+    "modelserve_rows_per_engine_call", "Rows (instances) in one engine call after adaptive batching, by model and "
+    "version", ["model", "version"], buckets=ROW_BUCKETS)
 QUEUE_WAIT_SECONDS = Histogram(
     "modelserve_queue_wait_seconds", "Time a request waited in the batching queue before its engine call",
     ["model"], buckets=QUEUE_BUCKETS)

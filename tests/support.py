@@ -112,7 +112,7 @@ async def warmed_up(engine, tokens: bool = False, max_latency_ms: int = 60_000) 
     registry = ModelRegistry(config)
     artifacts = SimpleNamespace(name="curve", tag="curve:test", version="test", manifest={})
     registry.models["curve"] = ServedModel(artifacts, schema, batcher, "onnx", engine.device,
-                                           EngineCallMetrics("curve", "onnx", None))
+                                           EngineCallMetrics("curve", "test", "onnx", None))
     await registry.warm_up()
     for each in (engine.cpu, engine.gpu) if hasattr(engine, "gpu") else (engine,):
         each.calls.clear()

@@ -45,20 +45,21 @@ class ServedModel:
 
 
 class EngineCallMetrics:
-    """What each served engine call of one model adds to the metrics: its time, its rows, and its inputs outside
+    """What each served engine call of one version of a model adds to the metrics: its time and rows (labelled by
+    version, so that a new version's latency shows beside the old one's while it goes live), and its inputs outside
     the training range (runtime/drift.py), counted per merged batch rather than per request."""
 
-    def __init__(self, model: str, backend: str, drift) -> None:
-        self._model, self._backend, self._drift = model, backend, drift
+    def __init__(self, model: str, version: str, backend: str, drift) -> None:
+        self._model, self._version, self._backend, self._drift = model, version, backend, drift
         self._seconds: dict[str, object] = {}  # device -> histogram, made on first use: no empty CUDA series
-        self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model)
+        self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model, version=version)
         self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model).observe
 
     def __call__(self, batch: np.ndarray, device: str, seconds: float) -> None:
         histogram = self._seconds.get(device)
         if histogram is None:
             histogram = self._seconds[device] = metrics.INFERENCE_SECONDS.labels(
-                model=self._model, backend=self._backend, device=device)
+                model=self._model, version=self._version, backend=self._backend, device=device)
         histogram.observe(seconds)
         self._rows.observe(batch.shape[0])
         if self._drift is not None:
@@ -113,7 +114,8 @@ class ModelRegistry:
         engine = load_engine(config.backend, artifacts.path, device, config.engine_threads, config.tf32,
                              config.small_batches_on_cpu)
         schema = schema_for(artifacts.name, artifacts.manifest)
-        recorder = EngineCallMetrics(artifacts.name, config.backend, schema.drift(artifacts.name, artifacts.manifest))
+        recorder = EngineCallMetrics(artifacts.name, artifacts.version, config.backend,
+                                     schema.drift(artifacts.name, artifacts.manifest))
         batcher = ModelBatcher(artifacts.name, engine, schema.merge, config)
         log.info("loaded %s (%s on %s)", artifacts.tag, config.backend, device)
         return ServedModel(artifacts, schema, batcher, config.backend, device, recorder)

@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import onnxruntime
 
-from tests.support import scrape
+from tests.support import scrape, total
 
 
 def expected_prices(trained, rows: np.ndarray) -> np.ndarray:
@@ -32,9 +32,10 @@ def test_concurrent_requests_share_engine_calls(onnx_server, trained):
     replies = asyncio.run(fire(onnx_server.url, rows, concurrency=64))
     assert all(status == 200 for status, _ in replies)
     after = scrape(onnx_server.url)
-    key = 'modelserve_rows_per_engine_call_{}{{model="regression"}}'
-    calls = after[key.format("count")] - before[key.format("count")]
-    served_rows = after[key.format("sum")] - before[key.format("sum")]
+    calls = total(after, "modelserve_rows_per_engine_call_count", model="regression") \
+        - total(before, "modelserve_rows_per_engine_call_count", model="regression")
+    served_rows = total(after, "modelserve_rows_per_engine_call_sum", model="regression") \
+        - total(before, "modelserve_rows_per_engine_call_sum", model="regression")
     assert served_rows == 300
     assert served_rows / calls > 1.5, f"{served_rows} rows in {calls} engine calls: no batching happened"
 
@@ -61,9 +62,11 @@ def test_a_request_whose_answer_overflows_is_refused_alone_in_its_batch(onnx_ser
     assert all(replies[i][0] == 200 for i in kept)
     np.testing.assert_allclose([replies[i][1]["predictions"][0] for i in kept], expected_prices(trained, rows[kept]),
                                rtol=1e-5)
-    key = 'modelserve_rows_per_engine_call_{}{{model="regression"}}'
-    assert (after[key.format("sum")] - before[key.format("sum")]) / (after[key.format("count")] - before[
-        key.format("count")]) > 1.5, "the overflowing rows must have shared engine calls with the others"
+    rows = total(after, "modelserve_rows_per_engine_call_sum", model="regression") \
+        - total(before, "modelserve_rows_per_engine_call_sum", model="regression")
+    calls = total(after, "modelserve_rows_per_engine_call_count", model="regression") \
+        - total(before, "modelserve_rows_per_engine_call_count", model="regression")
+    assert rows / calls > 1.5, "the overflowing rows must have shared engine calls with the others"
 
 
 def test_batching_off_serves_each_request_alone(trained, tmp_path_factory):
@@ -80,9 +83,8 @@ def test_batching_off_serves_each_request_alone(trained, tmp_path_factory):
         reply = httpx.post(f"{server.url}/v1/models/regression:predict", json={"instances": big.tolist()}, timeout=30)
         np.testing.assert_allclose(reply.json()["predictions"], expected_prices(trained, big), rtol=1e-5)
         metrics = scrape(server.url)
-        key = 'modelserve_rows_per_engine_call_{}{{model="regression"}}'
-        assert metrics[key.format("count")] == 100 + 3  # one call per request; 150 rows in 64 + 64 + 22
-        assert metrics[key.format("sum")] == 250
+        assert total(metrics, "modelserve_rows_per_engine_call_count", model="regression") == 100 + 3  # 150: 64+64+22
+        assert total(metrics, "modelserve_rows_per_engine_call_sum", model="regression") == 250
     finally:
         server.stop()
 
@@ -93,7 +95,6 @@ def test_sustained_overload_sheds_with_503_and_keeps_serving(trained, tmp_path_f
     a 503 JSON answer, counted by reason; everything else is answered, nothing hangs, and the server
     serves normally afterwards."""
     from tests.servers import start
-    from tests.support import total
 
     server = start(tmp_path_factory, "overload", models="transformer", max_latency_ms=100)
     try:

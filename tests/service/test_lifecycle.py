@@ -121,6 +121,8 @@ def test_a_retrained_version_goes_live_in_every_worker_and_a_tampered_one_is_ref
         assert refused["state"] == "UNAVAILABLE" and "sha256" in refused["reason"], refused
         samples = scrape(server.url)
         assert total(samples, "modelserve_model_load_failures_total", model="regression", reason="checksum") >= 1
+        for version in (first, second):  # each version's engine time apart, as one replaced the other
+            assert total(samples, "modelserve_inference_seconds_count", model="regression", version=version) > 0
         answer = httpx.post(f"{server.url}/v1/models/regression:predict", json={"instances": [ROW]}, headers=headers)
         assert answer.status_code == 200 and answer.headers["X-Model-Version"] == second
         assert httpx.post(f"{server.url}/v2/repository/index", json={}).status_code == 401  # behind the API key

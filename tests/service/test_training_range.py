@@ -102,7 +102,8 @@ def test_warm_up_is_not_counted_and_merged_batches_count_each_instance_once():
         batcher.run_now(np.full((1, 2), 9.0, dtype=np.float32))
     assert outside("a") == outside("b") == 0.0
     engine.calls.clear()
-    recorder = EngineCallMetrics("merge-test", "onnx", TrainingRange("merge-test", ("a", "b"), [0.0, 0.0], [1.0, 1.0]))
+    recorder = EngineCallMetrics("merge-test", "1", "onnx",
+                                 TrainingRange("merge-test", ("a", "b"), [0.0, 0.0], [1.0, 1.0]))
     batcher.start_recording(recorder, recorder.queue_wait)
 
     async def burst():
