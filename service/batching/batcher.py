@@ -34,12 +34,16 @@ class ModelBatcher:
         self.cost = EngineCost()
         self.record: Recorder | None = None
         """None during warm-up, so that metrics describe served traffic only."""
+        self._waited: Callable[[float], None] | None = None  # told each request's wait in the queue, once recording
         self._pending = 0  # requests waiting for or in the engine
         self._direct_seconds = 0.0  # predicted engine time of the requests that went straight to it
         self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
         self._queue = Dispatcher(self._engine, merge, self.max_rows, self._predict, config.max_latency_ms / 1000,
-                                 waited=lambda seconds: self.record and self._waited(seconds))
-        self._waited: Callable[[float], None] = lambda seconds: None
+                                 waited=self._observe_wait)
+
+    def _observe_wait(self, seconds: float) -> None:
+        if self._waited is not None:
+            self._waited(seconds)
 
     def _predict(self, shape: tuple[int, ...]) -> float:
         return self.cost.seconds(self.engine.device_for(shape), shape)
@@ -73,8 +77,7 @@ class ModelBatcher:
         if self._config.batching and batch.shape[0] < self.max_rows:
             if not REQUESTS.alone():
                 return await self._queue.submit(batch)
-            if self.record:
-                self._waited(0.0)  # (it waited for nobody)
+            self._observe_wait(0.0)  # (it waited for nobody)
         chunks = [batch[i:i + self.max_rows] for i in range(0, batch.shape[0], self.max_rows)]
         seconds = sum(self._predict(chunk.shape) for chunk in chunks)
         if self._direct_seconds + self._queue.queued_seconds() + seconds > self._config.max_latency_ms / 1000:
