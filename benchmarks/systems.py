@@ -211,6 +211,29 @@ class ModelserveAt(Modelserve):
                     {**env, "PYTHONPATH": str(self.checkout)}, cwd=self.checkout)
 
 
+class ModelserveShadow(Modelserve):
+    """modelserve answering from each model's latest version while a copy of every request also goes to a shadow
+    candidate: the latest version's files saved again under another version, so the candidate costs what a retrained
+    version of the same size would (the client's p99 with and without it, side by side)."""
+
+    def __init__(self, **settings: str) -> None:
+        super().__init__("batched, every request shadowed", **settings)
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        policy = {}
+        for model in models:
+            version = dirs[model].name
+            candidate = dirs[model].parent / f"{version[:12]}shadow"
+            if not candidate.exists():
+                shutil.copytree(dirs[model], candidate)
+                model_yaml = candidate / "model.yaml"
+                model_yaml.write_text(model_yaml.read_text().replace(version, candidate.name))
+            policy[model] = {"versions": [version, candidate.name], "weights": {version: 1},
+                             "shadow": candidate.name, "shadow_share": 1.0}
+        self.settings = {**self.settings, "version_policy": json.dumps(policy)}
+        super().start(dirs, models)
+
+
 def _v2_tensor(model: str, k: int, name: str) -> tuple[dict, np.ndarray]:
     """One v2 input tensor of k copies of the model's example, and its values as an array."""
     values = np.asarray([EXAMPLE[model]] * k, dtype=np.int64 if model.startswith("transformer") else np.float32)
@@ -354,6 +377,7 @@ SYSTEMS = {
     "modelserve-1w": lambda: Modelserve("batched", workers="1"),
     "modelserve-before": lambda: ModelserveAt(workers=WORKERS),
     "modelserve-batch-8": lambda: Modelserve("batched, at most 8 rows a call", max_batch_size="8", workers=WORKERS),
+    "modelserve-shadow": lambda: ModelserveShadow(workers=WORKERS),
     "stock-bentoml": lambda: StockBentoml("stock BentoML (batched)"),
     "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
     "ray-serve": lambda: RayServePeer("Ray Serve (@serve.batch)"),

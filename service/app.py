@@ -69,7 +69,7 @@ class ModelServe:
     @bentoml.api(route="/v1/models/{name}:predict", input_spec=V1Request, output_spec=V1Reply)
     async def v1_predict(self, ctx: bentoml.Context, instances: list) -> Response:
         """KServe v1 prediction: {"instances": [...]} -> {"predictions": [...]}."""
-        return _answer(ctx, await handlers.v1_predict(REGISTRY, route_of(ctx.request.scope).model, instances))
+        return _answer(ctx, await handlers.v1_predict(REGISTRY, route_of(ctx.request.scope), instances))
 
     @bentoml.api(route="/v2/models/{name}/infer", input_spec=V2Request, output_spec=V2Reply)
     async def v2_infer(self, ctx: bentoml.Context, inputs: list, id: str | None = None, parameters: dict | None = None,
@@ -82,7 +82,7 @@ class ModelServe:
 
 
 upstream.adapt_service(ModelServe, binary_api="v2_infer", split_body=split_body, header=BINARY_HEADER)
-ModelServe.add_asgi_middleware(RequestLog, access=CONFIG.log_format == "json", version_of=REGISTRY.version_of)
+ModelServe.add_asgi_middleware(RequestLog, access=CONFIG.log_format == "json")
 ModelServe.add_asgi_middleware(OpenApiDocument, service=ModelServe, metadata_routes=METADATA_APP.routes,
                                model_names=lambda: sorted(REGISTRY.models))
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes,

@@ -1,9 +1,12 @@
 """Service settings, read once from MODELSERVE_* environment variables (the `modelserve serve` flags set them)."""
 
+import json
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.lifecycle.versions import VersionPolicy
 
 DEFAULT_MODELS = ("regression:latest", "mlp:latest", "transformer:latest")
 ENV_PREFIX = "MODELSERVE_"
@@ -50,6 +53,10 @@ class ServeConfig(BaseSettings):
     watch_seconds: Annotated[float | None, Field(gt=0)] = None
     """Look at the store this often for a new version of each model served as NAME:latest, and serve it once verified
     and warmed up (service/lifecycle/watch.py); unset: the versions loaded at start are served until a restart."""
+    version_policy: dict[str, VersionPolicy] = Field(default_factory=dict)
+    """Per model, the versions served and the traffic among them, as JSON, for example
+    {"mlp": {"latest": 2, "weights": {"latest": 10, "previous": 90}}} (service/lifecycle/versions.py); a model not
+    named serves its one configured version."""
     small_batches_on_cpu: bool = True
     """On CUDA, also load each model on the CPU and run there the batch sizes warm-up measured faster on it."""
 
@@ -58,9 +65,34 @@ class ServeConfig(BaseSettings):
     def _comma_separated(cls, value):
         return tuple(m.strip() for m in value.split(",") if m.strip()) if isinstance(value, str) else value
 
+    @field_validator("version_policy", mode="before")
+    @classmethod
+    def _json(cls, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("version_policy")
+    @classmethod
+    def _names_models_served_as_latest(cls, value: dict, info: ValidationInfo) -> dict:
+        models = info.data.get("models", DEFAULT_MODELS)
+        for name in value:
+            if name not in models and f"{name}:latest" not in models:
+                raise ValueError(f"names {name!r}, which is not served as {name}:latest (MODELSERVE_MODELS: "
+                                 f"{', '.join(models)})")
+        return value
+
     @property
     def model_refs(self) -> tuple[str, ...]:
         return tuple(m if ":" in m else f"{m}:latest" for m in self.models)
+
+    @property
+    def version_policies(self) -> dict[str, VersionPolicy]:
+        """Each served model's policy: the configured one, else its one version (the latest, or the one pinned)."""
+        policies = {}
+        for ref in self.model_refs:
+            name, version = ref.split(":", 1)
+            policies[name] = self.version_policy.get(name) or (
+                VersionPolicy() if version == "latest" else VersionPolicy(versions=(version,)))
+        return policies
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "ServeConfig":

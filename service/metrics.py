@@ -38,3 +38,15 @@ MODEL_LOAD_FAILURES = Counter(
 MODEL_READY = Gauge(
     "modelserve_model_ready", "1 once a configured model is loaded and warmed up in every live worker, else 0",
     ["model"], multiprocess_mode="livemin")
+PREDICTIONS = Counter(
+    "modelserve_predictions", "Prediction requests answered, by model and the version that answered (a canary's "
+    "share shows here)", ["model", "version"])
+DISAGREEMENT_BUCKETS = (0.0, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 100.0, 1000.0)
+SHADOW_DISAGREEMENT = Histogram(
+    "modelserve_shadow_disagreement", "Per instance, how far a shadow candidate's answer is from the one the client "
+    "got: `abs_diff` (regression: the largest absolute difference over the targets), `label_mismatch` (0 or 1) and "
+    "`probability_diff` (the largest absolute difference over the classes) for classifiers",
+    ["model", "version", "candidate", "measure"], buckets=DISAGREEMENT_BUCKETS)
+SHADOW_REQUESTS = Counter(
+    "modelserve_shadow_requests", "Requests copied to a shadow candidate, by outcome: compared, failed (its error "
+    "never reaches the client), skipped (too many copies already running)", ["model", "candidate", "outcome"])

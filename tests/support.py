@@ -13,6 +13,7 @@ import onnxruntime
 
 from service.batching.batcher import ModelBatcher
 from service.config import ServeConfig
+from service.lifecycle.versions import ModelVersions, VersionPolicy
 from service.runtime.registry import EngineCallMetrics, ModelRegistry, ServedModel
 from service.runtime.schema import FeatureSchema, TokenSchema
 
@@ -111,8 +112,9 @@ async def warmed_up(engine, tokens: bool = False, max_latency_ms: int = 60_000) 
     batcher = ModelBatcher("curve", engine, schema.merge, config)
     registry = ModelRegistry(config)
     artifacts = SimpleNamespace(name="curve", tag="curve:test", version="test", manifest={})
-    registry.models["curve"] = ServedModel(artifacts, schema, batcher, "onnx", engine.device,
-                                           EngineCallMetrics("curve", "test", "onnx", None))
+    served = ServedModel(artifacts, schema, batcher, "onnx", engine.device, EngineCallMetrics("curve", "test", "onnx",
+                                                                                           None))
+    registry.models["curve"] = ModelVersions([served], VersionPolicy())
     await registry.warm_up()
     for each in (engine.cpu, engine.gpu) if hasattr(engine, "gpu") else (engine,):
         each.calls.clear()

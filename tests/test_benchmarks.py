@@ -80,14 +80,15 @@ def test_paired_benchmark_alternates_fresh_servers_beside_a_twin_and_writes_resu
     from tests.paths import SESSION_HOME
 
     done = subprocess.run([sys.executable, "-m", "training.cli", "bench", "paired", "--models", "regression",
-                           "--concurrency", "8", "--control",
+                           "--systems", "modelserve,modelserve-shadow", "--concurrency", "8", "--control",
                            "--rounds", "2", "--seconds", "1", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "BENTOML_HOME": str(SESSION_HOME)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "paired.json").read_text())
     first, second, twin = result["systems"]
-    assert first.startswith("modelserve (batched") and "unbatched" in second and twin == f"{first}, twin"
+    # the second copies every request to a shadow candidate: the shadowing system's own run, in small
+    assert first.startswith("modelserve (batched") and "shadowed" in second and twin == f"{first}, twin"
     point = result["points"]["regression"]["8"]
     assert len(point["round_ratios"]) == len(point["control_round_ratios"]) == 2 and point["errors"] == [0, 0, 0]
     assert point["ratio_of_medians"] == point["median_rows_per_s"][0] / point["median_rows_per_s"][1] > 0

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--watch", type=_positive, metavar="SECONDS", dest="watch_seconds",
                        help="look at the store this often and serve a new version of each NAME:latest model once "
                             "verified and warmed up, without a restart")
+    serve.add_argument("--version-policy", metavar="JSON", help="per model: versions served, traffic weights, shadow; "
+                       'e.g. \'{"mlp": {"latest": 2, "weights": {"latest": 10, "previous": 90}}}\' (README)')
 
     bench = commands.add_parser("bench", help="run a benchmark script from the checkout's benchmarks/",
                                 description="Runs benchmarks/serving.py, paired.py, train_throughput.py, "
@@ -109,7 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     env = dict(os.environ)
-    for name in ("models", "backend", "device", "batching", "log_format", "watch_seconds",
+    for name in ("models", "backend", "device", "batching", "log_format", "watch_seconds", "version_policy",
                  *(f.replace("-", "_") for f in SERVE_INT_FLAGS)):
         value = getattr(args, name)
         if value is not None:

@@ -63,7 +63,7 @@ class FastLane:
             return await self.app(scope, replay([{"type": "http.request", "body": body}], receive), send)
         try:
             if route.protocol == "v1":
-                response = await handlers.v1_predict(self.registry, route.model, *fields)
+                response = await handlers.v1_predict(self.registry, route, *fields)
             else:
                 response = await handlers.v2_infer(self.registry, route, *fields, binary=binary)
         except Exception:

@@ -3,8 +3,8 @@ The model repository routes (lifecycle/repository.py) need the API key too.
 
 It runs before BentoML parses the body, so an oversized body is refused without being read whole, and every
 refused request (ours or BentoML's own 400s for malformed JSON) is counted by reason. The matched route goes into
-the scope for the layers inside (protocol/routes.py); a versioned v2 path is served by the unversioned route (one
-BentoML API, one batcher and one set of metrics), and the handler refuses a version that is not served.
+the scope for the layers inside (protocol/routes.py), with the routing key that picks a version; a versioned path is
+served by the unversioned route (one BentoML API per protocol), and the handler refuses a version not served.
 """
 
 import hmac
@@ -12,9 +12,11 @@ import json
 from collections.abc import Callable
 
 from service import errors, metrics
+from service.lifecycle.versions import ROUTING_KEY_HEADER
 from service.protocol.routes import ROUTE_KEY, match_prediction
 
 REASON_HEADER = errors.REASON_HEADER.encode()
+ROUTING_KEY = ROUTING_KEY_HEADER.lower().encode()
 REPOSITORY = "/v2/repository/"  # the model repository extension's routes: behind the API key as well
 REASON_BY_STATUS = {400: "invalid_body", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                     413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "unavailable"}
@@ -44,23 +46,25 @@ class RequestGuard:
         return f"{why}: send 'Authorization: Bearer <API key>'", "unauthorized", [(b"www-authenticate", b"Bearer")]
 
     async def __call__(self, scope, receive, send):
-        route = match_prediction(scope["path"]) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        route = match_prediction(scope["path"], headers.get(ROUTING_KEY))
         if route is None:
-            if self.expected_auth is not None and scope["type"] == "http" and scope["path"].startswith(REPOSITORY):
-                refusal = self._refuse_unauthorized(dict(scope["headers"]))
+            if self.expected_auth is not None and scope["path"].startswith(REPOSITORY):
+                refusal = self._refuse_unauthorized(headers)
                 if refusal is not None:
                     return await _reply(send, 401, *refusal)
             return await self.app(scope, receive, send)
         model = route.model
         scope[ROUTE_KEY] = route  # (in place: the request log, outside, reads it too)
         if route.version is not None:
-            scope = {**scope, "path": f"/v2/models/{model}/infer"}
+            scope = {**scope, "path": route.unversioned_path}
         rejected = metrics.REJECTED_REQUESTS
 
         def reject(reason: str) -> None:
             rejected.labels(model=self.model_label(model), reason=reason).inc()
 
-        headers = dict(scope["headers"])
         if headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json":
             # The prediction routes speak JSON only; `curl -d` labels bodies as forms, which BentoML
             # would parse as such.

@@ -24,11 +24,11 @@ class MetricLabels:
         self._registry = registry
 
     def _serves(self, name: str, version: str | None = None) -> bool:
-        model = self._registry.models.get(name)
-        if model is not None:
-            return version is None or version == model.artifacts.version
+        versions = self._registry.models.get(name)
+        if versions is not None:
+            return version is None or versions.find(version) is not None
         # A configured model that failed to load is answered with 503s, which are worth their own series.
-        return version is None and any(ref.split(":")[0] == name for ref in self._registry.errors)
+        return version is None and name in self._registry.errors
 
     def model(self, name: str) -> str:
         return name if self._serves(name) else UNKNOWN_MODEL
@@ -39,6 +39,7 @@ class MetricLabels:
         if path.startswith(STATIC_PREFIX):
             return STATIC_ENDPOINT
         match = MODEL_PATH.match(path)
-        if match is not None and self._serves(match.group("v1") or match.group("v2"), match.group("version")):
+        if match is not None and self._serves(match.group("v1") or match.group("v2"),
+                                             match.group("version") or match.group("v1_version")):
             return path
         return UNMATCHED_ENDPOINT

@@ -13,14 +13,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 
 from pythonjsonlogger.json import JsonFormatter
 
 from service.protocol.openapi import json_router_error
-from service.protocol.routes import route_of
+from service.protocol.routes import VERSION_HEADER, route_of
 
 HEADER = b"x-request-id"
+VERSION = VERSION_HEADER.lower().encode()
 REQUEST_ID = contextvars.ContextVar("request_id", default=None)
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")  # what may be echoed into a header and a log line as is
 access_log = logging.getLogger("modelserve.access")
@@ -61,10 +61,9 @@ class RequestLog:
     """ASGI middleware, the outermost of the service's own: the request id in and out, the access line, and the
     router's plain-text 404 and 405 turned into the JSON error every other refusal has (openapi.py)."""
 
-    def __init__(self, app, access: bool, version_of: Callable[[str], str | None]) -> None:
+    def __init__(self, app, access: bool) -> None:
         self.app = app
         self.access = access
-        self.version_of = version_of  # model name -> the version served, or None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -72,12 +71,13 @@ class RequestLog:
         given = next((value for key, value in scope["headers"] if key == HEADER), None)
         request_id = given.decode() if given is not None and _SANE_ID.match(given) else new_request_id()
         token = REQUEST_ID.set(request_id)
-        started, status, replaced = time.perf_counter(), 500, False
+        started, status, replaced, version = time.perf_counter(), 500, False, None
 
         async def send_with_id(message):
-            nonlocal status, replaced
+            nonlocal status, replaced, version
             if message["type"] == "http.response.start":
                 status = message["status"]
+                version = next((v.decode() for k, v in message.get("headers", ()) if k.lower() == VERSION), None)
                 if status in (404, 405):
                     replaced = await json_router_error(scope, message, send, (HEADER, request_id.encode()))
                     if replaced:
@@ -91,13 +91,13 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             if self.access:
-                self._log(scope, status, time.perf_counter() - started)
+                self._log(scope, status, version, time.perf_counter() - started)
             REQUEST_ID.reset(token)
 
-    def _log(self, scope, status: int, seconds: float) -> None:
+    def _log(self, scope, status: int, version: str | None, seconds: float) -> None:
+        """`version`: the one that answered (its X-Model-Version reply header), or None."""
         route = route_of(scope)  # (left by the guard, inside)
         model = route.model if route else None
-        version = (route.version or self.version_of(model)) if route else None
         access_log.info("%s %s %d", scope["method"], scope["path"], status,
                         extra={"model": model, "version": version, "status": status,
                                "duration_ms": round(seconds * 1000, 3)})

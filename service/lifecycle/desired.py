@@ -12,7 +12,6 @@ from pathlib import Path
 
 from filelock import FileLock
 
-LATEST = "latest"
 UNLOADED = "unloaded"
 
 
@@ -27,7 +26,7 @@ class DesiredState:
         self._seen: tuple[int | None, dict[str, str]] = (None, {})  # (mtime, wishes): read again when it changes
 
     def read(self) -> dict[str, str]:
-        """Model name -> LATEST, UNLOADED or a version."""
+        """Model name -> UNLOADED, or the version policy to serve (as a dict)."""
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -36,7 +35,7 @@ class DesiredState:
             self._seen = (mtime, json.loads(self.path.read_text()))
         return self._seen[1]
 
-    def set(self, name: str, wish: str) -> None:
+    def set(self, name: str, wish: str | dict) -> None:
         with self._lock:
             wishes = json.loads(self.path.read_text()) if self.path.exists() else {}
             wishes[name] = wish

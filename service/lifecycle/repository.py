@@ -1,15 +1,18 @@
 """The Open Inference Protocol's model repository extension, as Triton and MLServer speak it: the index of every
 model and version in the store with its state in this worker (READY, LOADING, or UNAVAILABLE with the reason), and
-load (the latest version, or one named in `parameters.version`) and unload of a model.
+load and unload of a model. A load serves the configured policy, one version (`parameters.version`), or a new version
+policy (`parameters.policy`, lifecycle/versions.py): versions, traffic weights and shadow, changed at run time.
 
 A load or unload is done in the worker that receives it before it answers, and recorded (lifecycle/desired.py)
 for the server's other workers, which follow within the watch interval."""
 
 import anyio
 import bentoml
+from pydantic import ValidationError
 
 from service.errors import InvalidInput, UnknownModel
-from service.lifecycle.desired import LATEST, UNLOADED
+from service.lifecycle.desired import UNLOADED
+from service.lifecycle.versions import VersionPolicy, stored_versions
 from service.lifecycle.watch import StoreWatcher
 
 EXTENSION = "model_repository"
@@ -20,9 +23,10 @@ def index(registry, watcher: StoreWatcher | None) -> list[dict]:
     entries = []
     for stored in bentoml.models.list():
         name, version, tag = stored.tag.name, stored.tag.version, str(stored.tag)
-        serving = registry.models.get(name)
+        versions = registry.models.get(name)
+        serving = versions.find(version) if versions is not None else None
         failures = watcher.failed if watcher is not None else {}
-        if serving is not None and serving.artifacts.tag == tag:
+        if serving is not None:
             state, reason = ("READY", "") if serving.ready else ("LOADING", "warming up")
         elif watcher is not None and tag in watcher.loading:
             state, reason = "LOADING", "verifying, loading and warming up"
@@ -30,44 +34,57 @@ def index(registry, watcher: StoreWatcher | None) -> list[dict]:
             state, reason = "UNAVAILABLE", failures[tag][1]
         elif name in registry.unloaded:
             state, reason = "UNAVAILABLE", "unloaded through the repository API"
-        elif name not in registry.refs:
+        elif name in registry.errors:
+            state, reason = "UNAVAILABLE", registry.errors[name]
+        elif versions is None:
             state, reason = "UNAVAILABLE", "not one of the models served here (MODELSERVE_MODELS)"
-        elif serving is None:
-            state, reason = "UNAVAILABLE", next(iter(e for r, e in registry.errors.items() if r.startswith(name + ":")),
-                                                "not loaded")
         else:
-            state, reason = "UNAVAILABLE", f"version {serving.artifacts.version} is the one served"
+            state, reason = "UNAVAILABLE", "not a version the model's version policy serves"
         entries.append({"name": name, "version": version, "state": state, "reason": reason})
     return sorted(entries, key=lambda e: (e["name"], e["version"]))
 
 
-def _version_asked(body) -> str | None:
+def _policy_asked(registry, name: str, body) -> VersionPolicy:
+    """`parameters.policy` (a version policy, or its JSON), or `parameters.version` (that version alone); neither:
+    the configured policy."""
     parameters = body.get("parameters") if isinstance(body, dict) else None
-    version = parameters.get("version") if isinstance(parameters, dict) else None
+    parameters = parameters if isinstance(parameters, dict) else {}
+    version, policy = parameters.get("version"), parameters.get("policy")
     if version is not None and (not isinstance(version, str) or not version or ":" in version or "/" in version):
         raise InvalidInput(f"parameters.version must be a version of the model, as the index lists it; got {version!r}")
-    return version
+    try:
+        if policy is not None:
+            return VersionPolicy.model_validate_json(policy) if isinstance(policy, str) else \
+                VersionPolicy.model_validate(policy)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in error.errors())
+        raise InvalidInput(f"parameters.policy is not a version policy: {problems}") from None
+    if version is not None:
+        return VersionPolicy(versions=(version,))
+    return registry.policies.get(name, VersionPolicy())
 
 
 async def load(registry, watcher: StoreWatcher, name: str, body) -> None:
-    """Serve `name` (the version asked for, else the latest) in this worker and, within the interval, in all."""
-    version = _version_asked(body)
-    ref = f"{name}:{version or 'latest'}"
+    """Serve `name` under the policy asked for (or one version, or the configured policy) in this worker and,
+    within a second, in all."""
+    policy = _policy_asked(registry, name, body)
     try:
-        await anyio.to_thread.run_sync(bentoml.models.get, ref)
+        policy.wanted(await anyio.to_thread.run_sync(stored_versions, name))
     except bentoml.exceptions.NotFound:
-        raise UnknownModel(f"model {ref!r} is not in the model store") from None
+        raise UnknownModel(f"model {name!r} is not in the model store") from None
+    except KeyError as error:
+        raise UnknownModel(f"model {name!r}: {error.args[0]}") from None
     except (bentoml.exceptions.BentoMLException, ValueError) as error:  # (not a name a model can have)
-        raise InvalidInput(f"{ref!r} cannot name a model in the store: {error}") from None
-    watcher.desired.set(name, version or LATEST)
-    why_not = await watcher.reconcile(name, version or LATEST)
+        raise InvalidInput(f"{name!r} cannot name a model in the store: {error}") from None
+    wish = policy.model_dump(mode="json", exclude_defaults=True)
+    watcher.desired.set(name, wish)
+    why_not = await watcher.reconcile(name, wish)
     if why_not is not None:
-        raise InvalidInput(f"model {ref!r} could not be loaded: {why_not}")
+        raise InvalidInput(f"model {name!r} could not be loaded: {why_not}")
 
 
 async def unload(registry, watcher: StoreWatcher, name: str) -> None:
-    if name not in registry.models and name not in registry.refs:
+    if name not in registry.models and name not in registry.policies:
         raise UnknownModel(f"model {name!r} is not served here")
     watcher.desired.set(name, UNLOADED)
     await watcher.reconcile(name, UNLOADED)
-

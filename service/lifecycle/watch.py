@@ -1,10 +1,11 @@
 """New versions of the served models go live without a restart: each worker looks at the store every interval.
 
-A model served as NAME:latest whose `latest` now names another version gets that version verified (the sha256 of
-every file against its manifest), loaded, warmed up, and only then swapped in; requests already running finish on
-the version they started on, and the old one is closed once they have. A version that fails any step leaves the
-serving one untouched, is logged once with its reason, counted in modelserve_model_load_failures_total, and is not
-tried again until its files change. Every worker runs its own watcher, so all of them switch within the interval.
+A model whose version policy follows the store (the newest N versions, lifecycle/versions.py) gets each newer version
+verified (the sha256 of every file against its manifest), loaded, warmed up, and only then swapped in; requests
+already running finish on the version they started on, and a version no longer served is closed once they have. A
+version that fails any step leaves the served ones untouched, is logged once with its reason, counted in
+modelserve_model_load_failures_total, and is not tried again until its files change. Every worker runs its own
+watcher, so all of them switch within the interval.
 """
 
 import asyncio
@@ -18,6 +19,7 @@ import bentoml
 
 from service import metrics
 from service.lifecycle.desired import UNLOADED, DesiredState
+from service.lifecycle.versions import ModelVersions, VersionPolicy, stored_versions
 from service.runtime.artifacts import ArtifactError
 from service.runtime.registry import free_memory
 
@@ -63,33 +65,56 @@ class StoreWatcher:
 
     async def check_once(self, look_in_store: bool = True) -> None:
         wishes = self.desired.read()
-        for name in {*self.registry.refs, *wishes}:
+        for name in {*self.registry.policies, *wishes}:
             await self.reconcile(name, wishes.get(name), look_in_store)
 
-    async def reconcile(self, name: str, wish: str | None, look_in_store: bool = False) -> str | None:
-        """Serve what `wish` (from the repository API; None: the configured ref) asks for; why not, or None."""
+    async def reconcile(self, name: str, wish: dict | str | None, look_in_store: bool = False) -> str | None:
+        """Serve what `wish` (from the repository API: UNLOADED or a version policy; None: the configured policy)
+        asks for; why not, or None. Versions that fail leave the served ones untouched."""
         if wish == UNLOADED:
             self.registry.unload(name)
             return None
-        ref = f"{name}:{wish}" if wish else self.registry.refs.get(name, f"{name}:latest")
-        serving = self.registry.models.get(name)
-        if wish is None and serving is not None and (not look_in_store or not ref.endswith(":latest")):
-            return None  # a pinned version, or the store not watched: nothing can have changed
+        policy = VersionPolicy.model_validate(wish) if wish is not None else self.registry.policies.get(name)
+        served = self.registry.models.get(name)
+        if policy is None or served is not None and served.policy == policy and not (
+                look_in_store and policy.follows_store):
+            return None  # (a name only unloaded and loaded here, or nothing that can have changed)
         try:
-            model = await anyio.to_thread.run_sync(bentoml.models.get, ref)
+            wanted = policy.wanted(await anyio.to_thread.run_sync(stored_versions, name))
         except bentoml.exceptions.NotFound:
-            return f"model {ref!r} is not in the store"
-        tag = str(model.tag)
-        if serving is not None and serving.artifacts.tag == tag or tag in self.loading:
+            return f"model {name!r} is not in the store"
+        except KeyError as error:
+            return f"model {name!r}: {error.args[0]}"
+        have = {m.version: m for m in served.served} if served is not None else {}
+        if list(have) == wanted and served.policy == policy:
             return None
-        known = self.failed.get(tag)
-        if known is not None and known[2] == _fingerprint(Path(model.path)):
-            return known[1]
-        return await self.load(name, ref, tag, Path(model.path))
+        loaded, problems = {}, []
+        for version in wanted:
+            model = have.get(version)
+            if model is None:
+                model, problem = await self._load(name, f"{name}:{version}")
+                if problem is not None:
+                    problems.append(problem)
+            if model is not None:
+                loaded[version] = model
+        if problems:
+            loaded = {**have, **loaded}  # (a failed version replaces nothing)
+        order = {v: i for i, v in enumerate(wanted)}
+        serving = sorted(loaded.values(), key=lambda m: order.get(m.version, len(order)))  # newest first
+        if serving and (served is None or serving != served.served or served.policy != policy):
+            self.registry.serve(name, ModelVersions(serving, policy))
+            free_memory()  # (what loading and warming up left)
+        return "; ".join(problems) or None
 
-    async def load(self, name: str, ref: str, tag: str, path: Path) -> str | None:
-        """Verify, load and warm up `tag`, then serve it under `name`; if any step fails, why (the serving version
-        untouched)."""
+    async def _load(self, name: str, tag: str) -> tuple[object, str | None]:
+        """(The version verified, loaded and warmed up, None), or (None, why not): a version that failed before is
+        not tried again until its files change."""
+        if tag in self.loading:
+            return None, f"{tag} is still loading"
+        path = Path(await anyio.to_thread.run_sync(lambda: bentoml.models.get(tag).path))
+        known = self.failed.get(tag)
+        if known is not None and known[2] == _fingerprint(path):
+            return None, known[1]
         self.loading.add(tag)
         try:
             candidate = await anyio.to_thread.run_sync(self.registry.load_version, tag)
@@ -98,13 +123,12 @@ class StoreWatcher:
             reason = reason_of(error)
             self.failed[tag] = (reason, str(error), _fingerprint(path))
             metrics.MODEL_LOAD_FAILURES.labels(model=name, reason=reason).inc()
+            served = self.registry.models.get(name)
             log.error("new version %s not served (%s): %s; still serving %s", tag, reason, error,
-                      self.registry.version_of(name))
-            return str(error)
+                      ", ".join(m.version for m in served.served) if served else "nothing")
+            return None, str(error)
         finally:
             self.loading.discard(tag)
         self.failed.pop(tag, None)
-        self.registry.replace(name, candidate, ref)
-        free_memory()  # (what loading and warming up left)
         log.info("now serving %s", tag)
-        return None
+        return candidate, None

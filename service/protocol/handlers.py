@@ -1,17 +1,16 @@
-"""Where a prediction runs and returns: look up the model, parse, batch, format, or refuse. Called by the API
-methods (app.py) and by the fast lane (http/fast_lane.py) alike."""
+"""Where a prediction runs and returns: pick the version, parse, batch, format (and copy to a shadow), or refuse.
+Called by the API methods (app.py) and by the fast lane (http/fast_lane.py) alike."""
 
 import numpy as np
 import orjson
 from starlette.responses import JSONResponse, Response
 
 from service.errors import REASON_HEADER, RETRY_AFTER_SECONDS, InvalidInput, NonFiniteOutput, RequestError
+from service.lifecycle.shadow import copy_to as shadow_copy
 from service.protocol import v1, v2
 from service.protocol.binary import BinaryBody, attach_binary_inputs, binary_output_names, binary_reply
-from service.protocol.routes import PredictionRoute
+from service.protocol.routes import VERSION_HEADER, PredictionRoute
 from service.runtime.registry import ModelRegistry
-
-VERSION_HEADER = "X-Model-Version"
 
 
 def json_reply(body: dict, version: str) -> Response:
@@ -40,12 +39,15 @@ def finite(outputs: np.ndarray) -> np.ndarray:
     return outputs
 
 
-async def v1_predict(registry: ModelRegistry, name: str, instances: list) -> Response:
+async def v1_predict(registry: ModelRegistry, route: PredictionRoute, instances: list) -> Response:
     try:
-        model = registry.get(name)
+        model, shadow = registry.route(route)
         registry.check_count(len(instances))
         outputs = finite(await model.batcher.infer(model.schema.parse(instances)))
-        return json_reply({"predictions": v1.format_predictions(model, outputs)}, model.artifacts.version)
+        if shadow is not None:
+            shadow_copy(shadow, model, lambda candidate: candidate.schema.parse(instances), outputs)
+        model.recorder.answered()
+        return json_reply({"predictions": v1.format_predictions(model, outputs)}, model.version)
     except RequestError as error:
         return refusal(error)
 
@@ -64,18 +66,22 @@ async def v2_infer(registry: ModelRegistry, route: PredictionRoute, inputs: list
                    parameters: dict | None, requested_outputs: list | None, binary: BinaryBody | None) -> Response:
     """`binary`: the bytes after the JSON header of a binary-framed body (protocol/binary.py), else None."""
     try:
-        model = registry.get(route.model, route.version)
+        model, shadow = registry.route(route)
         if binary is not None:
             attach_binary_inputs(inputs, binary)
         batch = v2.parse_inputs(model, inputs, registry.check_count)
         outputs = finite(await model.batcher.infer(batch, deadline_of(parameters)))
+        if shadow is not None:
+            shadow_copy(shadow, model, lambda candidate: v2.parse_inputs(candidate, inputs, registry.check_count),
+                        outputs)
+        model.recorder.answered()
         reply = {"model_name": model.name, "model_version": model.artifacts.version,
                  "outputs": v2.format_outputs(model, outputs, requested_outputs)}
         if request_id is not None:
             reply["id"] = request_id
         as_bytes = binary_output_names([t["name"] for t in reply["outputs"]], requested_outputs,
                                                       parameters)
-        version = model.artifacts.version
+        version = model.version
         return binary_reply(reply, as_bytes, {VERSION_HEADER: version}) if as_bytes else json_reply(reply, version)
     except RequestError as error:
         return refusal(error)

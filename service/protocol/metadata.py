@@ -41,9 +41,9 @@ def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Ca
     async def v1_model(request: Request) -> Response:
         """KServe v1 model metadata
         Tag, version, backend, device, task, each column's kind and vocabulary, input and output schema, validation
-        metrics."""
+        metrics; every version served with its state and its share of the traffic and of the shadow copies."""
         model, refused = model_or_refusal(request)
-        return refused or JSONResponse(v1.model_metadata(model))
+        return refused or JSONResponse(v1.model_metadata(model, registry.models[model.name]))
 
     async def v2_server(_: Request) -> Response:
         """OIP server metadata
@@ -66,7 +66,7 @@ def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Ca
         The inputs a client sends (a tabular model with categories: one tensor per column), the outputs, the
         versions served."""
         model, refused = model_or_refusal(request)
-        return refused or JSONResponse(v2.model_metadata(model))
+        return refused or JSONResponse(v2.model_metadata(model, registry.models[model.name]))
 
     async def v2_model_ready(request: Request) -> Response:
         """OIP model readiness"""
@@ -97,6 +97,7 @@ def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Ca
         Route("/v2/repository/models/{name}/load", v2_repository_load, methods=["POST"]),
         Route("/v2/repository/models/{name}/unload", v2_repository_unload, methods=["POST"]),
         Route("/v1/models/{name}", v1_model, methods=["GET"]),
+        Route("/v1/models/{name}/versions/{version}", v1_model, methods=["GET"]),
         Route("/v2", v2_server, methods=["GET"]),
         Route("/v2/health/live", v2_live, methods=["GET"]),
         Route("/v2/health/ready", v2_ready, methods=["GET"]),

@@ -26,7 +26,9 @@ STATUS_MEANINGS = {
 }
 PREDICTION_STATUSES = (400, 401, 404, 413, 422, 429, 503, 504)
 MODEL_ROUTE_STATUSES = (404, 503)
-VERSIONED_INFER = "/v2/models/{name}/versions/{version}/infer"
+VERSIONED = {"/v1/models/{name}:predict": "/v1/models/{name}/versions/{version}:predict",
+             "/v2/models/{name}/infer": "/v2/models/{name}/versions/{version}/infer"}
+"""Each prediction route, and the same route naming a version (http/guard.py serves both through one API)."""
 _PARAMETER = re.compile(r"{(\w+)}")
 
 
@@ -48,7 +50,7 @@ def _prediction_operation(operation: dict, path: str, model_names: list[str]) ->
     operation["parameters"] = _path_parameters(path, model_names)
     ok = operation["responses"].get(200, operation["responses"].get("200"))
     operation["responses"] = {"200": ok, **_errors(PREDICTION_STATUSES)}
-    if path == VERSIONED_INFER:
+    if "{version}" in path:
         operation["operationId"] += "_version"
     return operation
 
@@ -74,8 +76,8 @@ def build_document(bentoml_document: dict, metadata_routes: list[Route], model_n
         bentoml_operations = paths[path].items()
         paths[path] = {method: _prediction_operation(operation, path, model_names)
                        for method, operation in bentoml_operations}
-        if path == "/v2/models/{name}/infer":
-            paths[VERSIONED_INFER] = {method: _prediction_operation(operation, VERSIONED_INFER, model_names)
+        if path in VERSIONED:
+            paths[VERSIONED[path]] = {method: _prediction_operation(operation, VERSIONED[path], model_names)
                                       for method, operation in bentoml_operations}
     for route in metadata_routes:
         paths.setdefault(route.path, {})

@@ -14,28 +14,36 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 PREDICTION_PATH = re.compile(
-    r"^/(?:v1/models/(?P<v1>[^/]+):predict|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer)$")
+    r"^/(?:v1/models/(?P<v1>[^/]+)(?:/versions/(?P<v1_version>[^/]+))?:predict"
+    r"|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer)$")
 MODEL_PATH = re.compile(
-    r"^/(?:v1/models/(?P<v1>[^/:]+)(?::predict)?"
+    r"^/(?:v1/models/(?P<v1>[^/:]+)(?:/versions/(?P<v1_version>[^/:]+))?(?::predict)?"
     r"|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/infer|/ready)?)$")
-"""Every route under a model: v1 metadata and predict, v2 metadata, readiness and inference, with or without
-/versions/VERSION on v2 (the metric labels read it)."""
+"""Every route under a model: v1 metadata and predict, v2 metadata, readiness and inference, each with or without
+/versions/VERSION (the metric labels read it)."""
 ROUTE_KEY = "modelserve.route"
+VERSION_HEADER = "X-Model-Version"  # on every prediction reply: the version that answered
 
 
 @dataclass(frozen=True, slots=True)
 class PredictionRoute:
     protocol: str  # "v1" or "v2"
     model: str
-    version: str | None  # from a versioned v2 path; served by the unversioned route, which checks it
+    version: str | None  # from a versioned path, which the unversioned route serves (http/guard.py)
+    routing_key: bytes | None = None  # X-Routing-Key: the same key, the same version (lifecycle/versions.py)
+
+    @property
+    def unversioned_path(self) -> str:
+        return f"/v1/models/{self.model}:predict" if self.protocol == "v1" else f"/v2/models/{self.model}/infer"
 
 
-def match_prediction(path: str) -> PredictionRoute | None:
+def match_prediction(path: str, routing_key: bytes | None = None) -> PredictionRoute | None:
     match = PREDICTION_PATH.match(path)
     if match is None:
         return None
     protocol = "v1" if match.group("v1") else "v2"
-    return PredictionRoute(protocol, match.group(protocol), match.group("version"))
+    return PredictionRoute(protocol, match.group(protocol), match.group("version") or match.group("v1_version"),
+                           routing_key)
 
 
 def route_of(scope) -> PredictionRoute | None:

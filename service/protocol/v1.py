@@ -16,7 +16,8 @@ def format_predictions(model: ServedModel, outputs: np.ndarray) -> list | np.nda
             for label, row in zip(labels.tolist(), outputs.tolist())]
 
 
-def model_metadata(model: ServedModel) -> dict:
+def model_metadata(model: ServedModel, versions) -> dict:
+    """`versions`: the model's ModelVersions (lifecycle/versions.py)."""
     manifest = model.manifest
     return {
         "name": model.name, "tag": model.artifacts.tag, "version": model.artifacts.version,
@@ -24,5 +25,5 @@ def model_metadata(model: ServedModel) -> dict:
         "input_kind": manifest["input_kind"], "feature_names": manifest["feature_names"],
         "columns": manifest.get("columns"),
         "class_names": manifest["class_names"], "inputs": manifest["inputs"], "outputs": manifest["outputs"],
-        "metrics": manifest["metrics"], "created": manifest["created"],
+        "metrics": manifest["metrics"], "created": manifest["created"], "versions": versions.describe(),
     }

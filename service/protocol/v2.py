@@ -189,10 +189,11 @@ def format_outputs(model: ServedModel, outputs: np.ndarray, requested: list | No
     return [tensors[w] for w in wanted]
 
 
-def model_metadata(model: ServedModel) -> dict:
+def model_metadata(model: ServedModel, versions) -> dict:
     """The inputs a client sends: for a model with categorical columns, one tensor per column (its kind and
     vocabulary under `parameters`); otherwise the one `features` tensor (the column kinds under its `parameters`).
-    Either form is accepted; metadata lists one, so that tools which send every listed input send a valid set."""
+    Either form is accepted; metadata lists one, so that tools which send every listed input send a valid set.
+    `versions`: the model's ModelVersions, every one of which `versions` lists (the newest first)."""
     spec = model.manifest["inputs"][0]
     inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
     columns = None if model.schema.is_tokens else model.schema.columns
@@ -206,5 +207,5 @@ def model_metadata(model: ServedModel) -> dict:
     outputs = [{"name": o["name"], "datatype": o["datatype"], "shape": o["shape"]} for o in model.manifest["outputs"]]
     if model.task != "regression":
         outputs.append({"name": "label", "datatype": "BYTES", "shape": [-1]})
-    return {"name": model.name, "versions": [model.artifacts.version], "platform": f"{model.backend}",
+    return {"name": model.name, "versions": [m.version for m in versions.served], "platform": f"{model.backend}",
             "inputs": inputs, "outputs": outputs}

@@ -7,12 +7,15 @@ import gc
 import logging
 from dataclasses import dataclass, field
 
+import bentoml
 import numpy as np
 
 from service import metrics
 from service.batching.batcher import ModelBatcher
 from service.config import ServeConfig
 from service.errors import InvalidInput, ModelNotReady, TooManyInstances, UnknownModel
+from service.lifecycle.versions import ModelVersions, VersionPolicy, stored_versions
+from service.protocol.routes import PredictionRoute
 from service.runtime.artifacts import ArtifactError, ModelArtifacts, load_artifacts
 from service.runtime.engines import load_engine, resolve_device
 from service.runtime.schema import FeatureSchema, TokenSchema, schema_for
@@ -21,7 +24,7 @@ from service.runtime.warm_up import warm_up
 log = logging.getLogger("modelserve")
 
 
-@dataclass
+@dataclass(eq=False)  # (one per loaded version: equal only to itself)
 class ServedModel:
     artifacts: ModelArtifacts
     schema: FeatureSchema | TokenSchema
@@ -40,6 +43,10 @@ class ServedModel:
         return self.artifacts.manifest
 
     @property
+    def version(self) -> str:
+        return self.artifacts.version
+
+    @property
     def task(self) -> str:
         return self.manifest["task"]
 
@@ -54,6 +61,7 @@ class EngineCallMetrics:
         self._seconds: dict[str, object] = {}  # device -> histogram, made on first use: no empty CUDA series
         self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model, version=version)
         self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model).observe
+        self.answered = metrics.PREDICTIONS.labels(model=model, version=version).inc  # (once per request answered)
 
     def __call__(self, batch: np.ndarray, device: str, seconds: float) -> None:
         histogram = self._seconds.get(device)
@@ -88,23 +96,31 @@ def free_memory() -> None:
 @dataclass
 class ModelRegistry:
     config: ServeConfig
-    models: dict[str, ServedModel] = field(default_factory=dict)
+    models: dict[str, ModelVersions] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-    """Configured model ref -> why it could not load; any entry keeps the service not ready."""
-    refs: dict[str, str] = field(default_factory=dict)
-    """Name -> the configured ref (NAME:latest, or a pinned NAME:VERSION)."""
+    """Configured model name -> why it could not load; any entry keeps the service not ready."""
     unloaded: set[str] = field(default_factory=set)
     """Names unloaded through the repository API: not served, and not waited for by readiness."""
 
+    @property
+    def policies(self) -> dict[str, VersionPolicy]:
+        """Each configured model's version policy."""
+        return self.config.version_policies
+
     def load(self) -> None:
-        for ref in self.config.model_refs:
-            self.refs[ref.split(":")[0]] = ref
+        for name, policy in self.policies.items():
             try:
-                self.models[ref.split(":")[0]] = self.load_version(ref)
+                versions = policy.wanted(stored_versions(name))
+                self.models[name] = ModelVersions([self.load_version(f"{name}:{v}") for v in versions], policy)
+            except bentoml.exceptions.NotFound:
+                self._failed(name, ArtifactError(f"model {name!r} is not in the model store", "not_found"))
             except (ArtifactError, RuntimeError, KeyError, ValueError) as exc:
-                self.errors[ref] = str(exc)
-                metrics.MODEL_READY.labels(model=ref.split(":")[0]).set(0)
-                log.error("model %s not loaded: %s", ref, exc)
+                self._failed(name, exc)
+
+    def _failed(self, name: str, error: Exception) -> None:
+        self.errors[name] = str(error)
+        metrics.MODEL_READY.labels(model=name).set(0)
+        log.error("model %s not loaded: %s", name, error)
 
     def load_version(self, ref: str) -> ServedModel:
         """Find, verify and load one version; not yet warmed up or served."""
@@ -121,71 +137,91 @@ class ModelRegistry:
         return ServedModel(artifacts, schema, batcher, config.backend, device, recorder)
 
     async def warm_up(self) -> None:
-        for model in self.models.values():
-            metrics.MODEL_READY.labels(model=model.name).set(0)
-            await self.warm_up_one(model)
-            self._announce(model)
-            metrics.MODEL_READY.labels(model=model.name).set(1)
+        for name, versions in self.models.items():
+            metrics.MODEL_READY.labels(model=name).set(0)
+            for model in versions.served:
+                await self.warm_up_one(model)
+                self._announce(model, 1)
+            metrics.MODEL_READY.labels(model=name).set(1)
 
     async def warm_up_one(self, model: ServedModel) -> None:
         await warm_up(model)
         model.batcher.start_recording(model.recorder, model.recorder.queue_wait)
         model.ready = True
 
-    def _announce(self, model: ServedModel) -> None:
+    def _announce(self, model: ServedModel, loaded: int) -> None:
         metrics.MODEL_INFO.labels(model=model.name, tag=model.artifacts.tag, backend=model.backend,
-                                  device=model.device).set(1)
+                                  device=model.device).set(loaded)
 
-    def replace(self, name: str, model: ServedModel, ref: str) -> None:
-        """Serve `model` (warmed up) under `name` from now on; the version it replaces closes once the requests
-        that already hold it are answered."""
+    def serve(self, name: str, versions: ModelVersions) -> None:
+        """Serve `versions` (warmed up) under `name` from now on; each version no longer among them closes once the
+        requests that already hold it are answered."""
         old = self.models.get(name)
-        self.models[name] = model
-        self.refs.setdefault(name, ref)
+        self.models[name] = versions
         self.unloaded.discard(name)
-        self.errors = {ref: error for ref, error in self.errors.items() if ref.split(":")[0] != name}
-        self._announce(model)
+        self.errors.pop(name, None)
+        for model in versions.served:
+            self._announce(model, 1)
         metrics.MODEL_READY.labels(model=name).set(1)
-        if old is not None:
-            metrics.MODEL_INFO.labels(model=name, tag=old.artifacts.tag, backend=old.backend, device=old.device).set(0)
-            asyncio.get_running_loop().create_task(_retire(old.batcher))
+        for model in old.served if old is not None else ():
+            if model not in versions.served:
+                self._retire(model)
 
     def unload(self, name: str) -> None:
         """Stop serving `name` (the repository API's unload); requests already holding it are answered first."""
         self.unloaded.add(name)
-        self.errors = {ref: error for ref, error in self.errors.items() if ref.split(":")[0] != name}
-        old = self.models.pop(name, None)
-        if old is not None:
-            metrics.MODEL_INFO.labels(model=name, tag=old.artifacts.tag, backend=old.backend, device=old.device).set(0)
-            asyncio.get_running_loop().create_task(_retire(old.batcher))
-            log.info("unloaded %s", old.artifacts.tag)
+        self.errors.pop(name, None)
+        for model in self.models.pop(name).served if name in self.models else ():
+            self._retire(model)
+            log.info("unloaded %s", model.artifacts.tag)
+
+    def _retire(self, model: ServedModel) -> None:
+        self._announce(model, 0)
+        asyncio.get_running_loop().create_task(_retire(model.batcher))
 
     @property
     def ready(self) -> bool:
         return not self.errors and (bool(self.models) or bool(self.unloaded)) and all(
-            m.ready for m in self.models.values())
+            m.ready for versions in self.models.values() for m in versions.served)
+
+    def versions_of(self, name: str) -> ModelVersions:
+        """The versions served under `name`; refuses a name not served."""
+        versions = self.models.get(name)
+        if versions is not None:
+            return versions
+        if name in self.unloaded:
+            raise UnknownModel(f"model {name!r} is unloaded; POST /v2/repository/models/{name}/load serves it again")
+        if name in self.errors:
+            raise ModelNotReady(f"model {name!r} failed to load: {self.errors[name]}")
+        raise UnknownModel(f"model {name!r} is not served here; served models: {', '.join(sorted(self.models))}")
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
-        """The model, ready to serve; `version`, where a route names one, must be the one served."""
-        model = self.models.get(name)
-        if model is None and name in self.unloaded:
-            raise UnknownModel(f"model {name!r} is unloaded; POST /v2/repository/models/{name}/load serves it again")
+        """The model, ready to serve: the version named, else the newest served."""
+        versions = self.versions_of(name)
+        return self._ready(name, versions.newest if version is None else self._version(name, versions, version))
+
+    def route(self, route: PredictionRoute) -> tuple[ServedModel, ServedModel | None]:
+        """The version that answers a prediction (the one its path names, else by the model's traffic split), and
+        the shadow candidate that also gets it, or None."""
+        versions = self.versions_of(route.model)
+        if route.version is not None:
+            return self._ready(route.model, self._version(route.model, versions, route.version)), None
+        model = self._ready(route.model, versions.route(route.routing_key))
+        return model, versions.shadow_for(model)
+
+    @staticmethod
+    def _version(name: str, versions: ModelVersions, version: str) -> ServedModel:
+        model = versions.find(version)
         if model is None:
-            failed = [error for ref, error in self.errors.items() if ref.split(":")[0] == name]
-            if failed:
-                raise ModelNotReady(f"model {name!r} failed to load: {failed[0]}")
-            raise UnknownModel(f"model {name!r} is not served here; served models: {', '.join(sorted(self.models))}")
-        if version is not None and version != model.artifacts.version:
-            raise UnknownModel(f"model {name!r} has no version {version!r} here; served version: "
-                               f"{model.artifacts.version}")
+            served = ", ".join(m.artifacts.version for m in versions.served)
+            raise UnknownModel(f"model {name!r} has no version {version!r} here; served versions: {served}")
+        return model
+
+    @staticmethod
+    def _ready(name: str, model: ServedModel) -> ServedModel:
         if not model.ready:
             raise ModelNotReady(f"model {name!r} is still warming up")
         return model
-
-    def version_of(self, name: str) -> str | None:
-        """The version served under `name`, or None."""
-        model = self.models.get(name)
-        return model.artifacts.version if model is not None else None
 
     def check_count(self, count: int) -> None:
         """Refuse oversized requests before parsing them."""

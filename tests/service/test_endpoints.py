@@ -78,7 +78,7 @@ def test_v2_versioned_routes_serve_the_served_version_and_refuse_others(onnx_ser
     for reply in (post(onnx_server, "/v2/models/regression/versions/nope/infer", body),
                   httpx.get(f"{onnx_server.url}/v2/models/regression/versions/nope")):
         assert reply.status_code == 404, reply.text
-        assert reply.json()["error"] == f"model 'regression' has no version 'nope' here; served version: {version}"
+        assert reply.json()["error"] == f"model 'regression' has no version 'nope' here; served versions: {version}"
 
 
 def test_v2_infer_features_ids_and_text(server, trained):

@@ -12,8 +12,8 @@ from service.runtime.registry import ModelRegistry
 def labels(trained):
     registry = ModelRegistry(ServeConfig(models=("regression", "absent-model"), device="cpu"))
     registry.load()
-    assert set(registry.models) == {"regression"} and list(registry.errors) == ["absent-model:latest"]
-    return MetricLabels(registry), registry.models["regression"].artifacts.version
+    assert set(registry.models) == {"regression"} and list(registry.errors) == ["absent-model"]
+    return MetricLabels(registry), registry.models["regression"].newest.version
 
 
 def test_every_route_of_a_served_model_keeps_its_path(labels):

@@ -15,6 +15,7 @@ from schemathesis.checks import not_a_server_error
 EXAMPLES_PER_OPERATION = int(os.environ.get("MODELSERVE_FUZZ_EXAMPLES", "25"))  # `make fuzz`: 500
 ROUTES = {
     ("/v1/models/{name}:predict", "post"), ("/v1/models/{name}", "get"),
+    ("/v1/models/{name}/versions/{version}:predict", "post"), ("/v1/models/{name}/versions/{version}", "get"),
     ("/v2/models/{name}/infer", "post"), ("/v2/models/{name}/versions/{version}/infer", "post"),
     ("/v2", "get"), ("/v2/health/live", "get"), ("/v2/health/ready", "get"),
     ("/v2/models/{name}", "get"), ("/v2/models/{name}/ready", "get"),
