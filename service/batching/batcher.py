@@ -35,6 +35,9 @@ class ModelBatcher:
         self.record: Recorder | None = None
         """None during warm-up, so that metrics describe served traffic only."""
         self._waited: Callable[[float], None] | None = None  # told each request's wait in the queue, once recording
+        self.background = False
+        """True while the model serves only shadow copies (lifecycle/shadow.py): its calls then queue and leave the
+        event loop, so that the loop stays free for the requests clients wait on."""
         self._pending = 0  # requests waiting for or in the engine
         self._direct_seconds = 0.0  # predicted engine time of the requests that went straight to it
         self._limiter = anyio.CapacityLimiter(1)  # one engine call at a time per model and worker
@@ -75,7 +78,7 @@ class ModelBatcher:
 
     async def _infer(self, batch: np.ndarray) -> np.ndarray:
         if self._config.batching and batch.shape[0] < self.max_rows:
-            if not REQUESTS.alone():
+            if self.background or not REQUESTS.alone():
                 return await self._queue.submit(batch)
             self._observe_wait(0.0)  # (it waited for nobody)
         chunks = [batch[i:i + self.max_rows] for i in range(0, batch.shape[0], self.max_rows)]
@@ -95,8 +98,8 @@ class ModelBatcher:
         parsing requests meanwhile). A CUDA call always leaves the loop: its CPU waits on the GPU (on the loop it
         served 0.79x at c=8 on an H200)."""
         device = self.engine.device_for(batch.shape)
-        if self._limiter.borrowed_tokens == 0 and device == "cpu" and self.cost.seconds(device, batch.shape) \
-                < INLINE_BELOW_S:
+        if self._limiter.borrowed_tokens == 0 and device == "cpu" and not self.background and \
+                self.cost.seconds(device, batch.shape) < INLINE_BELOW_S:
             return self.run_now(batch, device)
         return await anyio.to_thread.run_sync(self.run_now, batch, device, limiter=self._limiter)
 

@@ -84,6 +84,9 @@ class ModelVersions:
             cumulative += weight / total
             self._split.append((cumulative, model))
         self._shadow = self.find(self.policy.shadow) if self.policy.shadow else None
+        weighted = [model for _, model in self._split] or [self.newest]
+        for model in self.served:  # a version that only shadows runs off the event loop (batching/batcher.py)
+            model.batcher.background = model is self._shadow and model not in weighted
 
     @property
     def newest(self):

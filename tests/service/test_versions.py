@@ -25,7 +25,8 @@ ROW = [120.0, 15.0]
 
 
 def served(*versions: str) -> list:
-    return [SimpleNamespace(artifacts=SimpleNamespace(version=v), version=v, ready=True) for v in versions]
+    return [SimpleNamespace(artifacts=SimpleNamespace(version=v), version=v, ready=True,
+                            batcher=SimpleNamespace(background=False)) for v in versions]
 
 
 def test_a_policy_serves_the_newest_versions_or_the_named_ones_and_refuses_a_version_not_stored():
@@ -63,6 +64,10 @@ def test_the_shadow_gets_its_share_of_requests_and_never_its_own():
     drawn = sum(versions.shadow_for(primary) is not None for _ in range(4000))
     assert abs(drawn / 4000 - 0.5) < 0.05
     assert versions.shadow_for(versions.find("new")) is None
+    # a version that only shadows runs off the event loop; one that also takes traffic runs as any other
+    assert versions.find("new").batcher.background and not versions.find("old").batcher.background
+    ModelVersions(versions.served, VersionPolicy(latest=2, shadow="latest", weights={"latest": 1, "previous": 1}))
+    assert not versions.find("new").batcher.background
 
 
 def test_disagreement_is_the_absolute_difference_or_the_label_and_probability_difference():
