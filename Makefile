@@ -31,12 +31,15 @@ run: train
 	$(BIN)/modelserve serve --host 127.0.0.1 --port 3000
 
 # Debian packages the tests and benchmarks use for real: prometheus (scrapes the service, promtool checks
-# the alert rules) and wrk (the serving benchmark's load generator).
+# the alert rules) and wrk (the serving benchmark's load generator); libraries: libb64 for Triton's
+# perf_analyzer, and Debian's Python 3.11 with its libpython for Triton's Python backend (the PyTriton peer).
 SYSTEM_PACKAGES := prometheus wrk
+LIBRARY_PACKAGES := libb64-0d python3.11 libpython3.11
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	for p in $(LIBRARY_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \

@@ -1,10 +1,12 @@
 """Serving benchmark: modelserve beside the raw engine and the servers users would otherwise pick.
 
-Every system serves the same ONNX files from the model store, on 127.0.0.1, one after another in
-one run, loaded by wrk (Debian's package) with one instance per request, then with 64 instances per
-request. Non-2xx answers are counted as errors, never as throughput. Also: the raw engine at the
-batch sizes the batcher formed, peak memory per system, and modelserve's memory against its max
-batch size. Results go to benchmarks/results/serving.{json,md,png}.
+Every system serves the same ONNX files from the model store, on 127.0.0.1, with the same number of server
+processes (MODELSERVE_BENCH_WORKERS, default one per core: modelserve's workers, each peer's workers, replicas or
+instances) and one ONNX Runtime thread per engine call, one after another in one run, loaded by wrk (Debian's
+package) with one instance per request, then with 64 instances per request. The run makes three passes over the
+systems, their order rotated, and reports the median of each figure with its spread. Non-2xx answers are counted
+as errors, never as throughput. Also: the raw engine at the batch sizes the batcher formed, peak memory per system,
+and modelserve's memory against its max batch size. Results go to benchmarks/results/serving.{json,md,png}.
 
     python benchmarks/serving.py                       # every system, concurrency 1 8 32 64 128
     python benchmarks/serving.py --quick               # a short window: proves the script works
@@ -16,6 +18,7 @@ batch size. Results go to benchmarks/results/serving.{json,md,png}.
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -127,8 +130,8 @@ def memory_by_max_batch(dirs: dict[str, Path], models: list[str], sizes: list[in
 
 def benchmark(system_keys: list[str], dirs: dict[str, Path], models: list[str], concurrencies: list[int],
               seconds: float, warmup: float, bulk: bool = True) -> dict:
-    # The raw engine runs where modelserve does: on a GPU, ONNX Runtime's CUDA provider is what bulk is held to.
-    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}, "raw_device": served_device({})}
+    """One pass: each system in turn, started, measured at every point, stopped."""
+    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}}
     for key in system_keys:
         system = SYSTEMS[key]()
         results["system_keys"][key] = system.name  # targets.py finds the systems it compares by key
@@ -148,8 +151,36 @@ def benchmark(system_keys: list[str], dirs: dict[str, Path], models: list[str], 
             results["peak_rss_mb"][system.name] = peak
         finally:
             system.stop()
-    results["raw"] = raw_at_formed_batches(dirs, models, results, seconds)
     return results
+
+
+def rotated_passes(system_keys: list[str], passes: int, run) -> dict:
+    """`passes` runs of `run(keys)`, the systems' order rotated each time (A B C, B C A, C A B, ...), so that no
+    system always runs first or last, and no one disturbed spell decides a table: every figure is the median over
+    the passes, with each pass's rows/s kept beside it (`passes_rows_per_s`) for the spread."""
+    runs = []
+    for i in range(passes):
+        shift = i % len(system_keys)
+        order = system_keys[shift:] + system_keys[:shift]
+        print(f"pass {i + 1} of {passes}: {', '.join(order)}", flush=True)
+        runs.append(run(order))
+    merged = runs[0]
+    merged["passes"] = passes
+    for section in ("systems", "bulk"):
+        for system, per_model in merged[section].items():
+            for model, points in per_model.items():
+                # (bulk: one point per model; the rest: one per concurrency)
+                keyed = {"": points} if section == "bulk" else points
+                for key, point in keyed.items():
+                    each = [(r[section][system][model][key] if key else r[section][system][model]) for r in runs]
+                    for field_name, value in point.items():
+                        if field_name == "errors":  # (an error in any pass shows)
+                            point[field_name] = sum(p[field_name] for p in each)
+                        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                            point[field_name] = statistics.median(p[field_name] for p in each)
+                    point["passes_rows_per_s"] = [p["rows_per_s"] for p in each]
+    merged["peak_rss_mb"] = {s: max(r["peak_rss_mb"][s] for r in runs) for s in merged["peak_rss_mb"]}
+    return merged
 
 
 def raw_at_formed_batches(dirs: dict[str, Path], models: list[str], results: dict, seconds: float) -> dict:
@@ -187,6 +218,8 @@ def main() -> None:
                              "--quick; '' to skip)")
     parser.add_argument("--quick", action="store_true", 
                         help="1 s windows, concurrency 8, modelserve unless --systems says")
+    parser.add_argument("--passes", type=int, default=3, help="passes over all systems, their order rotated; every "
+                        "figure is the median over the passes (1 with --quick)")
     parser.add_argument("--stem", default="serving", help="results file name stem")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
@@ -194,6 +227,7 @@ def main() -> None:
         sys.exit("wrk is not installed (make bench installs Debian's wrk)")
     if args.quick:
         args.systems, args.concurrency, args.seconds, args.warmup = args.systems or "modelserve", "8", 1.0, 0.5
+        args.passes = 1
         args.stem = f"{args.stem}_quick"
     if args.memory_batch_sizes is None:
         args.memory_batch_sizes = "2,64" if args.quick else "2,16,64,256"
@@ -205,13 +239,17 @@ def main() -> None:
     models = args.models.split(",")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     dirs = model_dirs(models)
-    results = benchmark(args.systems.split(","), dirs, models, concurrencies, args.seconds, args.warmup)
+    results = rotated_passes(args.systems.split(","), args.passes, lambda keys: benchmark(
+        keys, dirs, models, concurrencies, args.seconds, args.warmup))
+    # The raw engine runs where modelserve does: on a GPU, ONNX Runtime's CUDA provider is what bulk is held to.
+    results["raw_device"] = served_device({})
+    results["raw"] = raw_at_formed_batches(dirs, models, results, args.seconds)
     if args.memory_batch_sizes:
         sizes = [int(s) for s in args.memory_batch_sizes.split(",")]
         results["memory_by_max_batch_size"] = memory_by_max_batch(dirs, models, sizes, args.seconds)
     results.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": args.seconds,
-                    "machine": describe_machine(),
-                    "quick": args.quick, "bulk_rows": BULK_ROWS, "bulk_concurrency": BULK_CONCURRENCY})
+                    "machine": describe_machine(), "quick": args.quick, "workers": WORKERS, "bulk_rows": BULK_ROWS,
+                    "bulk_concurrency": BULK_CONCURRENCY})
     write_report(results, args.out, args.stem, concurrencies)
     print(f"results in {args.out / args.stem}.md")
 

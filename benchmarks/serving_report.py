@@ -14,35 +14,45 @@ def _cpu(point: dict) -> str:
     return "" if cpu is None or cpu != cpu else f"{cpu:,.1f}"
 
 
+def _spread(point: dict) -> str:
+    """Each pass's rows/s, in the order run; blank in results from before passes were kept."""
+    return " / ".join(f"{r:,.0f}" for r in point.get("passes_rows_per_s", []))
+
+
 def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    passes = results.get("passes", 1)
     lines = [f"# Serving benchmark ({results['date']})", "", f"Machine: {results['machine']}. One instance per "
              f"request, wrk with 1 thread, {results['seconds']} s windows after a warm-up; every system in turn "
-             "in one run. Non-2xx answers count as errors, not throughput.", ""]
+             f"in one run, {results.get('workers', '?')} server processes each (named in each row) and one ONNX "
+             f"Runtime thread per engine call. Each figure is the median of {passes} pass(es) with the systems' "
+             "order rotated between passes; `rows/s per pass` shows the spread. Non-2xx answers count as errors "
+             "(summed over the passes), not throughput.", ""]
     lines += markdown(judge(results))
     for model, raw in results["raw"].items():
         formed = ", ".join(f"{raw[b]:,.0f} at batch {b}" for b in raw)
         where = "CUDA provider" if results.get("raw_device") == "cuda" else "1 thread"
         lines += [f"## {model}", "", f"Raw engine (ONNX Runtime, {where}, in-process), rows/s: {formed}.", "",
-                  "| system | concurrency | rows/s | p50 ms | p95 ms | p99 ms | errors | rows/engine call | "
-                  "served/raw (batch 1) | raw at that batch | server CPU µs/row | wrk CPU s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| system | concurrency | rows/s | rows/s per pass | p50 ms | p95 ms | p99 ms | errors | "
+                  "rows/engine call | served/raw (batch 1) | raw at that batch | server CPU µs/row | wrk CPU s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for system, per_model in results["systems"].items():
             for concurrency, p in per_model.get(model, {}).items():
                 call = f"{p['rows_per_engine_call']:.1f}" if "rows_per_engine_call" in p else ""
                 raw_there = f"{p['raw_at_formed_batch']:,.0f}" if "raw_at_formed_batch" in p else ""
-                lines.append(f"| {system} | {concurrency} | {p['rows_per_s']:,.0f} | {p['p50_ms']:.1f} | "
-                             f"{p['p95_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | {call} | "
+                lines.append(f"| {system} | {concurrency} | {p['rows_per_s']:,.0f} | {_spread(p)} | "
+                             f"{p['p50_ms']:.1f} | {p['p95_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | {call} | "
                              f"{p['served_over_raw_batch1']:.2f} | {raw_there} | {_cpu(p)} | {p['wrk_cpu_s']:.1f} |")
         lines.append("")
     if results["bulk"]:
         lines += [f"## Bulk: {results['bulk_rows']} instances per request, concurrency {results['bulk_concurrency']}",
-                  "", f"| system | model | rows/s | of raw engine at batch {results['bulk_rows']} | p99 ms | errors | "
-                  "server CPU µs/row |", "|---|---|---:|---:|---:|---:|---:|"]
+                  "", f"| system | model | rows/s | rows/s per pass | of raw engine at batch {results['bulk_rows']} | "
+                  "p99 ms | errors | server CPU µs/row |", "|---|---|---:|---:|---:|---:|---:|---:|"]
         for system, per_model in results["bulk"].items():
             for model, p in per_model.items():
-                lines.append(f"| {system} | {model} | {p['rows_per_s']:,.0f} | {p['served_over_raw_batch64']:.2f} | "
+                lines.append(f"| {system} | {model} | {p['rows_per_s']:,.0f} | {_spread(p)} | "
+                             f"{p['served_over_raw_batch64']:.2f} | "
                              f"{p['p99_ms']:.1f} | {p['errors']} | {_cpu(p)} |")
         lines.append("")
     lines += ["## Memory: peak resident set of the server and its workers during its runs", "",

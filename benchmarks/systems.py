@@ -4,6 +4,7 @@ Each system starts on 127.0.0.1 (peers in their own virtual environments, which 
 bentoml), says how a request of k instances looks for it, and stops its whole process group.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ LOGS = BENCH / ".logs"  # each server's output, for when one fails to start
 WORKERS = os.environ.get("MODELSERVE_BENCH_WORKERS", str(os.cpu_count() or 1))
 """Service workers: one per core, the configuration this benchmark recommends on a CPU; on a GPU machine with many
 cores, fewer (each worker holds its own copy of the models on the one GPU)."""
+DEBIAN_PYTHON = "/usr/bin/python3.11"
 PEER_WHEELS = os.environ.get("MODELSERVE_BENCH_PEER_WHEELS")
 """A directory of wheels, for a machine that cannot reach a package index (a lent GPU node): the peers'
 environments then see the machine's own packages (its numpy, torch with the CUDA libraries, onnxruntime) and
@@ -71,7 +73,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 300) -> 
     raise TimeoutError(f"{url} did not come up in {timeout:.0f} s")
 
 
-def peer_venv(name: str, packages: list[str]) -> Path:
+def peer_venv(name: str, packages: list[str], base_python: str = sys.executable) -> Path:
     """A peer's own virtual environment; made once from the package index, kept in .venvs/. With uv (the dev
     extra installs it beside this Python) that takes 2-3 s a peer, where pip took ~40 s for Ray Serve's:
     on a fresh clone the test suite makes all three. Offline, from PEER_WHEELS instead (`packages` unused)."""
@@ -91,10 +93,10 @@ def peer_venv(name: str, packages: list[str]) -> Path:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
                             str(site_dir), *wheels], check=True)
         elif uv.exists():
-            subprocess.run([str(uv), "venv", "-q", "--clear", "--python", sys.executable, str(venv)], check=True)
+            subprocess.run([str(uv), "venv", "-q", "--clear", "--python", base_python, str(venv)], check=True)
             subprocess.run([str(uv), "pip", "install", "-q", "--python", str(python), *packages], check=True)
         else:
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            subprocess.run([base_python, "-m", "venv", "--clear", str(venv)], check=True)
             subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
         (venv / ".ready").touch()
     return python
@@ -147,6 +149,11 @@ class System:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
+        if self.process:
+            # what the server left in its process group once it exited (PyTriton's tritonserver takes 30 s and more
+            # to drain after SIGTERM), so the next system starts on idle cores
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 9)
 
     def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz", cwd: Path = REPO) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -277,15 +284,17 @@ class Peer(System):
         self.device = served_device({})
         super().__init__(name + (" on CUDA" if self.device == "cuda" else ""), **kwargs)
 
-    def _python(self, venv: str, packages: list[str]) -> Path:
+    def _python(self, venv: str, packages: list[str], base_python: str = sys.executable) -> Path:
         if self.device == "cuda":  # with the CUDA and cuDNN wheels that onnxruntime.preload_dlls() loads
             return peer_venv(f"{venv}-cuda", [p if p != "onnxruntime" else "onnxruntime-gpu[cuda,cudnn]"
-                                              for p in packages])
-        return peer_venv(venv, packages)
+                                              for p in packages], base_python)
+        return peer_venv(venv, packages, base_python)
 
     def _spawn(self, command: list[str], env: dict | None = None, health: str = "/readyz") -> None:
         path = os.pathsep.join(filter(None, [str(BENCH / "peers"), os.environ.get("PYTHONPATH")]))
-        super()._spawn(command, {"PEER_DEVICE": self.device, "PYTHONPATH": path, **(env or {})}, health)
+        # PEER_WORKERS: the peer's server processes (or replicas, instances), as many as modelserve's workers
+        super()._spawn(command, {"PEER_DEVICE": self.device, "PEER_WORKERS": WORKERS, "PYTHONPATH": path,
+                                 **(env or {})}, health)
 
 
 class StockBentoml(Peer):
@@ -353,6 +362,57 @@ class MlserverPeer(Peer):
         return response.json()["outputs"][0]["data"]
 
 
+class LitservePeer(Peer):
+    """LitServe serves one LitAPI per server in its examples, so it restarts for each model."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, one_model_at_a_time=True)
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        (model,) = models
+        self.stop()
+        self.port = free_port()
+        python = self._python("litserve", ["litserve", "onnxruntime", "numpy"])
+        self._spawn([str(python), str(BENCH / "peers" / "litserve_onnx.py"), str(self.port),
+                     str(dirs[model] / "model.onnx")], health="/health")
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        return "/predict", {"instances": [EXAMPLE[model]] * k}
+
+
+class KservePeer(Peer):
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        python = self._python("kserve", ["kserve==0.21.0", "onnxruntime", "numpy"])
+        self._spawn([str(python), str(BENCH / "peers" / "kserve_onnx.py"), str(self.port),
+                     *_onnx_specs(dirs, models)], health="/v2/health/ready")
+
+
+class TritonPeer(Peer):
+    """Triton through PyTriton; its environment is made from Debian's Python 3.11 (Triton's Python backend stub links
+    the system's libpython3.11: a pyenv 3.11 mixes two standard libraries and fails at model load)."""
+
+    input_names: dict[str, str] = {}
+
+    def start(self, dirs: dict[str, Path], models: list[str]) -> None:
+        import onnxruntime
+
+        python = self._python("pytriton", ["nvidia-pytriton", "onnxruntime", "numpy<2"], base_python=DEBIAN_PYTHON)
+        self.input_names = {m: onnxruntime.InferenceSession(str(dirs[m] / "model.onnx")).get_inputs()[0].name
+                            for m in models}
+        ports = f"{self.port},{free_port()},{free_port()}"  # HTTP, gRPC, metrics
+        # (Triton is ready with no model bound yet; the last model bound is the one to wait for)
+        self._spawn([str(python), str(BENCH / "peers" / "pytriton_onnx.py"), ports, *_onnx_specs(dirs, models)],
+                    health=f"/v2/models/{models[-1]}/ready")
+
+    def request(self, model: str, k: int = 1) -> tuple[str, dict]:
+        tensor, values = _v2_tensor(model, k, self.input_names[model])
+        return f"/v2/models/{model}/infer", {"inputs": [{**tensor, "data": values.ravel().tolist()}]}
+
+    @staticmethod
+    def _predictions(response: httpx.Response) -> list:
+        return response.json()["outputs"][0]["data"]
+
+
 class HttpCeiling(System):
     """No framework, no parsing, no model: uvicorn answering bytes made at start-up (peers/http_ceiling.py). Runs
     in the project's environment, with as many workers as modelserve gets."""
@@ -378,10 +438,13 @@ SYSTEMS = {
     "modelserve-before": lambda: ModelserveAt(workers=WORKERS),
     "modelserve-batch-8": lambda: Modelserve("batched, at most 8 rows a call", max_batch_size="8", workers=WORKERS),
     "modelserve-shadow": lambda: ModelserveShadow(workers=WORKERS),
-    "stock-bentoml": lambda: StockBentoml("stock BentoML (batched)"),
-    "fastapi": lambda: FastapiPeer("FastAPI + ORT (hand-written)"),
-    "ray-serve": lambda: RayServePeer("Ray Serve (@serve.batch)"),
-    "mlserver": lambda: MlserverPeer("MLServer (adaptive batching)"),
+    "stock-bentoml": lambda: StockBentoml(f"stock BentoML (batched, {WORKERS} workers)"),
+    "fastapi": lambda: FastapiPeer(f"FastAPI + ORT (hand-written, {WORKERS} uvicorn workers)"),
+    "ray-serve": lambda: RayServePeer(f"Ray Serve (@serve.batch, {WORKERS} replicas a model)"),
+    "mlserver": lambda: MlserverPeer(f"MLServer (adaptive batching, {WORKERS} parallel workers)"),
+    "litserve": lambda: LitservePeer(f"LitServe (batching, fast_queue, {WORKERS} workers)"),
+    "kserve": lambda: KservePeer(f"KServe ModelServer (no batching, {WORKERS} workers)"),
+    "triton": lambda: TritonPeer(f"Triton via PyTriton (dynamic batching, {WORKERS} instances a model)"),
     "http-ceiling": lambda: HttpCeiling(f"HTTP ceiling (uvicorn, canned answer, {WORKERS} workers)"),
 }
 GPU_ONLY = {"modelserve-cuda-only"}

@@ -4,7 +4,12 @@ BentoML starts each worker with PROMETHEUS_MULTIPROC_DIR set before this module 
 these live in multiprocess mode and its /metrics endpoint sums them across workers.
 """
 
+import glob
+import os
+from collections import defaultdict
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -18,8 +23,8 @@ ROWS_PER_ENGINE_CALL = Histogram(
     "modelserve_rows_per_engine_call", "Rows (instances) in one engine call after adaptive batching, by model and "
     "version", ["model", "version"], buckets=ROW_BUCKETS)
 QUEUE_WAIT_SECONDS = Histogram(
-    "modelserve_queue_wait_seconds", "Time a request waited in the batching queue before its engine call",
-    ["model"], buckets=QUEUE_BUCKETS)
+    "modelserve_queue_wait_seconds", "Time a request waited in the batching queue before its engine call, by model and "
+    "version", ["model", "version"], buckets=QUEUE_BUCKETS)
 INPUTS_OUTSIDE_TRAINING_RANGE = Counter(
     "modelserve_inputs_outside_training_range", "Instances with a feature below its minimum or above its maximum "
     "in the model's training split, by model and feature; for token models the features are `length` (tokens other "
@@ -50,3 +55,16 @@ SHADOW_DISAGREEMENT = Histogram(
 SHADOW_REQUESTS = Counter(
     "modelserve_shadow_requests", "Requests copied to a shadow candidate, by outcome: compared, failed (its error "
     "never reaches the client), skipped (too many copies already running)", ["model", "candidate", "outcome"])
+
+
+def summed(names: set[str], model: str) -> dict[tuple[str, str], float]:
+    """(sample name, version) -> the value summed over every worker and every other label, for one model's samples
+    of the metrics `names` (reads the workers' metric files: call it off the event loop)."""
+    files = glob.glob(os.path.join(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), "*.db"))
+    sums = defaultdict(float)
+    for family in MultiProcessCollector.merge(files, accumulate=True) if files else ():
+        if family.name in names:
+            for sample in family.samples:
+                if sample.labels.get("model") == model and "version" in sample.labels:
+                    sums[sample.name, sample.labels["version"]] += sample.value
+    return sums

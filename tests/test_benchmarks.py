@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,9 +62,11 @@ def test_serving_benchmark_peers_start_answer_alike_and_stop(trained, tmp_path):
     from the raw engine's, so a clean run means every system computed the same prediction. modelserve's v2
     binary-tensor client rides along: wrk posting framed bytes with their header, errors counted; so does the HTTP
     ceiling, whose canned answer is the raw engine's own."""
-    result = run_serving_benchmark(tmp_path, "--systems", "stock-bentoml,fastapi,ray-serve,mlserver,"
-                                   "modelserve-v2-binary,http-ceiling", "--memory-batch-sizes", "")
-    assert len(result["systems"]) == 6 and any("v2 binary" in name for name in result["systems"])
+    result = run_serving_benchmark(tmp_path, "--systems", "stock-bentoml,fastapi,ray-serve,mlserver,litserve,kserve,"
+                                   "triton,modelserve-v2-binary,http-ceiling", "--memory-batch-sizes", "")
+    assert len(result["systems"]) == 9 and any("v2 binary" in name for name in result["systems"])
+    # every peer runs as many server processes as modelserve has workers, and says so
+    assert all(f"{result['workers']} " in name for name in result["systems"])
     for name, per_model in result["systems"].items():
         point = per_model["transformer"]["8"]
         assert point["rows_per_s"] > 0 and point["errors"] == 0, name
@@ -71,9 +74,22 @@ def test_serving_benchmark_peers_start_answer_alike_and_stop(trained, tmp_path):
         # every peer's serving processes lie under the process the script starts (Ray Serve's raylet and replicas
         # too), so its CPU per row is its workers' and not an idle parent's
         assert point["server_cpu_us_per_row"] > 5, (name, point["server_cpu_us_per_row"])
-    leftovers = subprocess.run(["pgrep", "-f", "raylet|mlserver start|fastapi_onnx|http_ceiling"], capture_output=True,
-                               text=True)
+    leftovers = subprocess.run(["pgrep", "-f", "raylet|mlserver start|fastapi_onnx|http_ceiling|litserve_onnx|"
+                                "kserve_onnx|tritonserver"], capture_output=True, text=True)
     assert leftovers.stdout == "", f"peer processes left running: {leftovers.stdout}"
+
+
+def test_perf_analyzer_drives_the_v2_api_and_reads_the_services_own_statistics(onnx_server, trained, tmp_path):
+    """Triton's load generator, from the tritonclient 2.41.0 wheel, against the service: it reads the model's
+    configuration and metadata, sends the example tensor, and its server-side columns come from /stats."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from perf_analyzer import measure
+
+    service = SimpleNamespace(url=onnx_server.url, name="modelserve", port=onnx_server.port)
+    onnx_file = Path(trained["transformer"]["path"]) / "model.onnx"
+    point = measure(service, "transformer", onnx_file, concurrency=2, seconds=0.5, folder=tmp_path)
+    assert point["rows_per_s"] > 0 and point["p99_ms"] >= point["p50_ms"] > 0
+    assert point["server_compute_ms"] > 0  # the engine time from the statistics extension, not zero
 
 
 def test_paired_benchmark_alternates_fresh_servers_beside_a_twin_and_writes_results(trained, tmp_path):
@@ -165,7 +181,7 @@ def test_peers_run_where_modelserve_runs_and_refuse_a_quiet_cpu_fallback(trained
     # PEER_DEVICE from the run, and a CUDA session that ONNX Runtime starts on the CPU is an error.
     sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "benchmarks" / "peers")]
     from onnx_session import peer_session
-    from systems import SYSTEMS
+    from systems import SYSTEMS, WORKERS
 
     onnx_file = str(trained["regression"]["path"] / "model.onnx")
     monkeypatch.setenv("PEER_DEVICE", "cpu")
@@ -178,7 +194,7 @@ def test_peers_run_where_modelserve_runs_and_refuse_a_quiet_cpu_fallback(trained
         with pytest.raises(RuntimeError, match="no CUDA device"):
             SYSTEMS["fastapi"]()
     monkeypatch.setenv("MODELSERVE_DEVICE", "cpu")
-    assert SYSTEMS["fastapi"]().name == "FastAPI + ORT (hand-written)"
+    assert SYSTEMS["fastapi"]().name == f"FastAPI + ORT (hand-written, {WORKERS} uvicorn workers)"
 
 
 def _wheel(folder: Path, module: str, source: str) -> Path:

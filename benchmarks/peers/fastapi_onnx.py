@@ -1,9 +1,11 @@
 """Peer: a hand-written async FastAPI + ONNX Runtime server, one session.run per request, no batching.
 
-Runs in its own virtual environment (benchmarks/serving.py makes it). Usage:
+Runs in its own virtual environment (benchmarks/serving.py makes it), with PEER_WORKERS uvicorn worker processes
+(as many as modelserve's workers), each loading every model. Usage:
     python fastapi_onnx.py PORT NAME=MODEL.onnx [NAME=MODEL.onnx ...]
 """
 
+import os
 import sys
 
 import numpy as np
@@ -11,9 +13,9 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from onnx_session import peer_session
 
-port = int(sys.argv[1])
+SPECS = "FASTAPI_PEER_SPECS"  # the model files, for the worker processes, which import this module by name
 sessions = {}
-for spec in sys.argv[2:]:
+for spec in os.environ.get(SPECS, "").split(os.pathsep) if os.environ.get(SPECS) else ():
     name, path = spec.split("=", 1)
     session = peer_session(path)
     sessions[name] = (session, session.get_inputs()[0].name, session.get_inputs()[0].type)
@@ -37,4 +39,8 @@ async def predict(name: str, request: Request) -> dict:
     return {"predictions": outputs.tolist()}
 
 
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+if __name__ == "__main__":
+    os.environ[SPECS] = os.pathsep.join(sys.argv[2:])
+    uvicorn.run("fastapi_onnx:app", app_dir=os.path.dirname(os.path.abspath(__file__)), host="127.0.0.1",
+                port=int(sys.argv[1]), workers=int(os.environ.get("PEER_WORKERS", "1")), log_level="warning",
+                access_log=False)

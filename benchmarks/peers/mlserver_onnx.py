@@ -19,6 +19,8 @@ repository = Path(sys.argv[2])
 (repository / "settings.json").write_text(json.dumps({
     "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
     "debug": False, "load_models_at_startup": True,
+    # inference worker processes, as many as modelserve's workers (MLServer's default is 1)
+    "parallel_workers": int(os.environ.get("PEER_WORKERS", "1")),
 }))
 for spec in sys.argv[3:]:
     name, path = spec.split("=", 1)

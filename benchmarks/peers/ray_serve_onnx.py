@@ -5,6 +5,7 @@ Runs in Ray's own virtual environment (benchmarks/serving.py makes it). Usage:
 Requests: POST /NAME {"instances": [[...], ...]}; GET /health answers once every model is deployed.
 """
 
+import os
 import signal
 import sys
 
@@ -51,7 +52,9 @@ def main() -> None:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     for spec in sys.argv[2:]:
         name, path = spec.split("=", 1)
-        serve.run(OnnxModel.bind(path), name=name, route_prefix=f"/{name}")
+        # replicas per model, as many as modelserve's workers (each of which serves every model)
+        replicas = int(os.environ.get("PEER_WORKERS", "1"))
+        serve.run(OnnxModel.options(num_replicas=replicas).bind(path), name=name, route_prefix=f"/{name}")
     serve.run(Health.bind(), name="health", route_prefix="/health")  # last: up means every model is deployed
 
     def stop(*_) -> None:

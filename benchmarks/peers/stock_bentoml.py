@@ -11,7 +11,7 @@ import numpy as np
 from onnx_session import peer_session
 
 
-@bentoml.service
+@bentoml.service(workers=int(os.environ.get("PEER_WORKERS", "1")))  # as many processes as modelserve's workers
 class Stock:
     def __init__(self) -> None:
         self.session = peer_session(os.environ["STOCK_ONNX"])

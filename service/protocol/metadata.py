@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from service.errors import InvalidInput, RequestError
 from service.lifecycle import repository
-from service.protocol import v1, v2
+from service.protocol import triton, v1, v2
 from service.protocol.binary import EXTENSION as BINARY_TENSOR_DATA
 from service.protocol.handlers import refusal
 from service.runtime.registry import ModelRegistry
@@ -47,9 +47,10 @@ def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Ca
 
     async def v2_server(_: Request) -> Response:
         """OIP server metadata
-        Name, version and the protocol extensions served (binary tensor data)."""
+        Name, version and the protocol extensions served (binary tensor data, model repository, Triton's model
+        configuration and statistics)."""
         return JSONResponse({"name": "modelserve", "version": server_version,
-                             "extensions": [BINARY_TENSOR_DATA, repository.EXTENSION]})
+                             "extensions": [BINARY_TENSOR_DATA, repository.EXTENSION, *triton.EXTENSIONS]})
 
     async def v2_live(_: Request) -> Response:
         """OIP server liveness"""
@@ -67,6 +68,21 @@ def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Ca
         versions served."""
         model, refused = model_or_refusal(request)
         return refused or JSONResponse(v2.model_metadata(model, registry.models[model.name]))
+
+    async def v2_model_config(request: Request) -> Response:
+        """Triton model configuration
+        The model in Triton's terms (platform, batch limit, inputs and outputs without the batch dimension, version
+        policy), for Triton's tools such as perf_analyzer."""
+        model, refused = model_or_refusal(request)
+        return refused or JSONResponse(triton.model_config(model, registry.models[model.name],
+                                                           registry.config.max_batch_size, registry.config.max_queue))
+
+    async def v2_model_stats(request: Request) -> Response:
+        """Triton model statistics
+        Per served version, summed over the workers: requests answered, rows and engine calls, queue and engine
+        time."""
+        model, refused = model_or_refusal(request)
+        return refused or JSONResponse(await anyio.to_thread.run_sync(triton.model_stats, registry.models[model.name]))
 
     async def v2_model_ready(request: Request) -> Response:
         """OIP model readiness"""
@@ -104,5 +120,7 @@ def build_metadata_app(registry: ModelRegistry, server_version: str, watcher: Ca
         Route("/v2/models/{name}", v2_model, methods=["GET"]),
         Route("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
         Route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/config", v2_model_config, methods=["GET"]),
+        Route("/v2/models/{name}/stats", v2_model_stats, methods=["GET"]),
         Route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
     ])

@@ -18,7 +18,7 @@ PREDICTION_PATH = re.compile(
     r"|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer)$")
 MODEL_PATH = re.compile(
     r"^/(?:v1/models/(?P<v1>[^/:]+)(?:/versions/(?P<v1_version>[^/:]+))?(?::predict)?"
-    r"|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/infer|/ready)?)$")
+    r"|v2/models/(?P<v2>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/infer|/ready|/config|/stats)?)$")
 """Every route under a model: v1 metadata and predict, v2 metadata, readiness and inference, each with or without
 /versions/VERSION (the metric labels read it)."""
 ROUTE_KEY = "modelserve.route"

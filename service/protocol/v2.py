@@ -197,8 +197,8 @@ def model_metadata(model: ServedModel, versions) -> dict:
     spec = model.manifest["inputs"][0]
     inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
     columns = None if model.schema.is_tokens else model.schema.columns
-    if model.schema.is_tokens:
-        inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
+    if model.schema.is_tokens:  # (the other form under `parameters`: tools send every input listed)
+        inputs[0]["parameters"] = {"also_accepted": {"name": "text", "datatype": "BYTES", "shape": [-1]}}
     elif columns is not None and model.schema.has_categories:
         inputs = [{"name": c.name, "datatype": "BYTES" if c.is_categorical else "FP32", "shape": [-1],
                    "parameters": c.to_dict()} for c in columns]

@@ -60,7 +60,7 @@ class EngineCallMetrics:
         self._model, self._version, self._backend, self._drift = model, version, backend, drift
         self._seconds: dict[str, object] = {}  # device -> histogram, made on first use: no empty CUDA series
         self._rows = metrics.ROWS_PER_ENGINE_CALL.labels(model=model, version=version)
-        self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model).observe
+        self.queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model=model, version=version).observe
         self.answered = metrics.PREDICTIONS.labels(model=model, version=version).inc  # (once per request answered)
 
     def __call__(self, batch: np.ndarray, device: str, seconds: float) -> None:

@@ -149,3 +149,32 @@ def test_stock_triton_client_works_unchanged(onnx_server, trained, name):
     result = client.infer(name, [tensor])
     output = "predictions" if name == "regression" else "probabilities"
     np.testing.assert_allclose(result.as_numpy(output), local_onnx(trained, name, batch), rtol=1e-5, atol=1e-6)
+
+
+def test_triton_model_configuration_and_statistics_for_triton_tools(onnx_server, trained):
+    """What perf_analyzer reads: the batch limit and input shapes without the batch dimension, and server-side
+    counts and times that move with the requests served (summed over the workers)."""
+    client = tritonclient.InferenceServerClient(onnx_server.url.removeprefix("http://"))
+    config = client.get_model_config("regression")
+    assert config["platform"] == "onnxruntime_onnx" and config["max_batch_size"] == 64
+    assert config["input"] == [{"name": "features", "data_type": "TYPE_FP32", "dims": [2]}]
+    assert config["output"] == [{"name": "predictions", "data_type": "TYPE_FP32", "dims": [1]}]
+    assert client.get_model_config("transformer")["input"][0] == {"name": "input_ids", "data_type": "TYPE_INT64",
+                                                                   "dims": [-1]}
+
+    def stats() -> dict:
+        (one,) = client.get_inference_statistics("regression")["model_stats"]
+        return one
+
+    before = stats()
+    for _ in range(5):
+        assert post(onnx_server, "/v1/models/regression:predict", {"instances": [[120, 15], [80, 40]]}).status_code \
+            == 200
+    after = stats()
+    # Triton's tools read the version as an integer: its place in the store; the version itself beside it
+    assert after["version"] == "1" and after["modelserve_version"] == trained["regression"]["tag"].split(":")[1]
+    assert after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"] == 5
+    assert after["inference_count"] - before["inference_count"] == 10  # rows
+    assert 1 <= after["execution_count"] - before["execution_count"] <= 5  # engine calls: batched, or not
+    assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert httpx.get(f"{onnx_server.url}/v2/models/nosuchmodel/stats").status_code == 404
