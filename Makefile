@@ -63,8 +63,11 @@ bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/serving.py --stem ceiling --systems modelserve,http-ceiling,fastapi --concurrency 1,8,64 \
 		--memory-batch-sizes ""
-	$(BIN)/python benchmarks/serving.py --stem headline --models transformer --concurrency 1,64 --memory-batch-sizes "" \
-		--systems modelserve,modelserve-unbatched,fastapi,mlserver,stock-bentoml,ray-serve,http-ceiling
+	$(BIN)/python benchmarks/serving.py --stem fair --models transformer --concurrency 1,8,64 --seconds 5 --warmup 2 \
+		--memory-batch-sizes "" --systems modelserve,fastapi,mlserver,stock-bentoml,ray-serve,litserve,kserve,triton
+	$(BIN)/python benchmarks/perf_analyzer.py --systems modelserve,triton --models transformer --concurrency 1,8,64
+	$(BIN)/python benchmarks/paired.py --stem paired-shadow --systems modelserve-shadow,modelserve --concurrency 1,64 \
+		--rounds 3 --control
 	$(BIN)/python benchmarks/paired.py --control
 	$(BIN)/python benchmarks/paired.py --stem paired-c1 --concurrency 1 --rounds 15 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-fastapi --systems modelserve,fastapi --concurrency 1,64 --control

@@ -65,7 +65,7 @@ def measure(system, model: str, onnx_file: Path, concurrency: int, seconds: floa
 
 
 def one_pass(keys: list[str], dirs: dict, models: list[str], concurrencies: list[int], seconds: float) -> dict:
-    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}}
+    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}, "failed": {}}
     with tempfile.TemporaryDirectory(prefix="perf-analyzer-") as folder:
         for key in keys:
             system = SYSTEMS[key]()

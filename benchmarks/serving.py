@@ -131,27 +131,63 @@ def memory_by_max_batch(dirs: dict[str, Path], models: list[str], sizes: list[in
 def benchmark(system_keys: list[str], dirs: dict[str, Path], models: list[str], concurrencies: list[int],
               seconds: float, warmup: float, bulk: bool = True) -> dict:
     """One pass: each system in turn, started, measured at every point, stopped."""
-    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}}
+    results = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {}, "failed": {}}
     for key in system_keys:
-        system = SYSTEMS[key]()
-        results["system_keys"][key] = system.name  # targets.py finds the systems it compares by key
-        rows = results["systems"].setdefault(system.name, {})
-        groups = [[m] for m in models] if system.one_model_at_a_time else [models]
-        peak = 0.0
         try:
-            for group in groups:
-                system.start(dirs, group)
-                with PeakMemory(system) as memory:
-                    for model in group:
-                        check_answer(system, model, dirs[model] / "model.onnx")
-                        rows[model], bulk_point = measure_model(system, model, concurrencies, seconds, warmup, bulk)
-                        if bulk_point:
-                            results["bulk"].setdefault(system.name, {})[model] = bulk_point
-                peak = max(peak, memory.peak_mb)
-            results["peak_rss_mb"][system.name] = peak
-        finally:
-            system.stop()
+            measure_system(key, results, dirs, models, concurrencies, seconds, warmup, bulk)
+        except (RuntimeError, subprocess.CalledProcessError) as error:
+            # A server that dies under load (PyTriton's Python backend once did, at c=1 after the c=64 warm-up)
+            # loses this pass, not the run: its figures of this pass are dropped, and the report says why.
+            name = results["system_keys"].get(key, key)
+            results["failed"].setdefault(name, []).append(str(error)[-400:])
+            for section in ("systems", "bulk", "peak_rss_mb"):
+                results[section].pop(name, None)
+            print(f"{name} failed in this pass: {error}", flush=True)
     return results
+
+
+def measure_system(key: str, results: dict, dirs: dict[str, Path], models: list[str], concurrencies: list[int],
+                   seconds: float, warmup: float, bulk: bool) -> None:
+    system = SYSTEMS[key]()
+    results["system_keys"][key] = system.name  # targets.py finds the systems it compares by key
+    rows = results["systems"].setdefault(system.name, {})
+    groups = [[m] for m in models] if system.one_model_at_a_time else [models]
+    peak = 0.0
+    try:
+        for group in groups:
+            system.start(dirs, group)
+            with PeakMemory(system) as memory:
+                for model in group:
+                    check_answer(system, model, dirs[model] / "model.onnx")
+                    rows[model], bulk_point = measure_model(system, model, concurrencies, seconds, warmup, bulk)
+                    if bulk_point:
+                        results["bulk"].setdefault(system.name, {})[model] = bulk_point
+            peak = max(peak, memory.peak_mb)
+        results["peak_rss_mb"][system.name] = peak
+    finally:
+        system.stop()
+
+
+def _median_points(passes: list[dict], bulk: bool) -> dict:
+    """One system's points (model -> concurrency -> point; bulk: model -> point), each figure the median over the
+    passes that have it; errors summed, so that an error in any pass shows."""
+    merged = {}
+    for model in dict.fromkeys(m for p in passes for m in p):
+        keys = [""] if bulk else list(dict.fromkeys(c for p in passes if model in p for c in p[model]))
+        for key in keys:
+            each = [p[model][key] if key else p[model] for p in passes if model in p and (not key or key in p[model])]
+            point = {}
+            for field_name, value in each[0].items():
+                if field_name == "errors":
+                    point[field_name] = sum(p[field_name] for p in each)
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    point[field_name] = statistics.median(p[field_name] for p in each if field_name in p)
+            point["passes_rows_per_s"] = [p["rows_per_s"] for p in each]
+            if bulk:
+                merged[model] = point
+            else:
+                merged.setdefault(model, {})[key] = point
+    return merged
 
 
 def rotated_passes(system_keys: list[str], passes: int, run) -> dict:
@@ -164,22 +200,17 @@ def rotated_passes(system_keys: list[str], passes: int, run) -> dict:
         order = system_keys[shift:] + system_keys[:shift]
         print(f"pass {i + 1} of {passes}: {', '.join(order)}", flush=True)
         runs.append(run(order))
-    merged = runs[0]
-    merged["passes"] = passes
+    merged = {**runs[0], "passes": passes, "failed": {}}
     for section in ("systems", "bulk"):
-        for system, per_model in merged[section].items():
-            for model, points in per_model.items():
-                # (bulk: one point per model; the rest: one per concurrency)
-                keyed = {"": points} if section == "bulk" else points
-                for key, point in keyed.items():
-                    each = [(r[section][system][model][key] if key else r[section][system][model]) for r in runs]
-                    for field_name, value in point.items():
-                        if field_name == "errors":  # (an error in any pass shows)
-                            point[field_name] = sum(p[field_name] for p in each)
-                        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                            point[field_name] = statistics.median(p[field_name] for p in each)
-                    point["passes_rows_per_s"] = [p["rows_per_s"] for p in each]
-    merged["peak_rss_mb"] = {s: max(r["peak_rss_mb"][s] for r in runs) for s in merged["peak_rss_mb"]}
+        names = dict.fromkeys(name for r in runs for name in r[section])  # (in order; one may miss a pass)
+        merged[section] = {name: _median_points([r[section][name] for r in runs if name in r[section]],
+                                                section == "bulk") for name in names}
+    merged["peak_rss_mb"] = {s: max(r["peak_rss_mb"][s] for r in runs if s in r["peak_rss_mb"])
+                             for s in dict.fromkeys(s for r in runs for s in r["peak_rss_mb"])}
+    merged["system_keys"] = {k: v for r in runs for k, v in r["system_keys"].items()}
+    for r in runs:
+        for name, reasons in r["failed"].items():
+            merged["failed"].setdefault(name, []).extend(reasons)
     return merged
 
 

@@ -30,6 +30,9 @@ def write_report(results: dict, out: Path, stem: str, concurrencies: list[int]) 
              "order rotated between passes; `rows/s per pass` shows the spread. Non-2xx answers count as errors "
              "(summed over the passes), not throughput.", ""]
     lines += markdown(judge(results))
+    for system, reasons in results.get("failed", {}).items():
+        lines += [f"**{system} failed in {len(reasons)} of {passes} passes** (its figures are from the others): "
+                  + "; ".join(r.strip().splitlines()[-1] for r in reasons), ""]
     for model, raw in results["raw"].items():
         formed = ", ".join(f"{raw[b]:,.0f} at batch {b}" for b in raw)
         where = "CUDA provider" if results.get("raw_device") == "cuda" else "1 thread"

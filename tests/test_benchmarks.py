@@ -14,6 +14,32 @@ from service.runtime.engines import cuda_available
 from tests.conftest import REPO
 
 
+def test_passes_rotate_the_systems_and_report_medians_and_failures():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from serving import rotated_passes
+
+    orders, rates = [], iter([100, 300, 200, 10, 900])
+
+    def one_pass(keys):
+        orders.append(keys)
+        result = {"systems": {}, "bulk": {}, "peak_rss_mb": {}, "system_keys": {k: k.upper() for k in keys},
+                  "failed": {}}
+        for key in keys:
+            if key == "b" and len(orders) == 2:
+                result["failed"]["B"] = ["RuntimeError: the server exited"]  # a pass lost, not the run
+                continue
+            result["systems"][key.upper()] = {"m": {"8": {"rows_per_s": next(rates), "errors": 1}}}
+            result["peak_rss_mb"][key.upper()] = 1.0
+        return result
+
+    merged = rotated_passes(["a", "b"], 3, one_pass)
+    assert orders == [["a", "b"], ["b", "a"], ["a", "b"]]
+    a, b = merged["systems"]["A"]["m"]["8"], merged["systems"]["B"]["m"]["8"]
+    assert a["passes_rows_per_s"] == [100, 200, 10] and a["rows_per_s"] == 100 and a["errors"] == 3
+    assert b["passes_rows_per_s"] == [300, 900] and b["rows_per_s"] == 600
+    assert merged["failed"] == {"B": ["RuntimeError: the server exited"]}
+
+
 def test_training_benchmark_runs_and_writes_results(tmp_path):
     subprocess.run([sys.executable, "-m", "training.cli", "bench", "training", "--quick", "--models",
                     "regression,transformer", "--out", str(tmp_path)],

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run a benchmark script from the checkout's benchmarks/",
                                 description="Runs benchmarks/serving.py, paired.py, train_throughput.py, "
-                                            "real_data.py or soak.py; "
+                                            "real_data.py, soak.py or perf_analyzer.py; "
                                             "arguments after the name go to the script (try: bench serving -h).")
     bench.add_argument("benchmark", choices=sorted(BENCHMARKS))
     bench.add_argument("script_args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
@@ -90,7 +90,7 @@ class _ModelNames:
 
 
 BENCHMARKS = {"serving": "serving.py", "paired": "paired.py", "training": "train_throughput.py",
-              "real-data": "real_data.py", "soak": "soak.py"}
+              "real-data": "real_data.py", "soak": "soak.py", "perf-analyzer": "perf_analyzer.py"}
 SERVE_INT_FLAGS = ("max-batch-size", "max-latency-ms", "max-instances", "max-body-bytes", "max-queue", "workers",
                    "engine-threads")
 
