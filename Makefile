@@ -68,6 +68,8 @@ bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python benchmarks/perf_analyzer.py --systems modelserve,triton --models transformer --concurrency 1,8,64
 	$(BIN)/python benchmarks/paired.py --stem paired-shadow --systems modelserve-shadow,modelserve --concurrency 1,64 \
 		--rounds 3 --control
+	$(BIN)/python benchmarks/paired.py --stem paired-shadow-10 --systems modelserve-shadow-10,modelserve \
+		--concurrency 1,64 --rounds 3 --control
 	$(BIN)/python benchmarks/paired.py --control
 	$(BIN)/python benchmarks/paired.py --stem paired-c1 --concurrency 1 --rounds 15 --control
 	$(BIN)/python benchmarks/paired.py --stem paired-fastapi --systems modelserve,fastapi --concurrency 1,64 --control

@@ -219,12 +219,14 @@ class ModelserveAt(Modelserve):
 
 
 class ModelserveShadow(Modelserve):
-    """modelserve answering from each model's latest version while a copy of every request also goes to a shadow
-    candidate: the latest version's files saved again under another version, so the candidate costs what a retrained
-    version of the same size would (the client's p99 with and without it, side by side)."""
+    """modelserve answering from each model's latest version while a copy of every request (or of `share` of them)
+    also goes to a shadow candidate: the latest version's files saved again under another version, so the candidate
+    costs what a retrained version of the same size would (the client's p99 with and without it, side by side)."""
 
-    def __init__(self, **settings: str) -> None:
-        super().__init__("batched, every request shadowed", **settings)
+    def __init__(self, share: float = 1.0, **settings: str) -> None:
+        super().__init__("batched, every request shadowed" if share == 1.0 else f"batched, {share:.0%} shadowed",
+                         **settings)
+        self.share = share
 
     def start(self, dirs: dict[str, Path], models: list[str]) -> None:
         policy = {}
@@ -236,7 +238,7 @@ class ModelserveShadow(Modelserve):
                 model_yaml = candidate / "model.yaml"
                 model_yaml.write_text(model_yaml.read_text().replace(version, candidate.name))
             policy[model] = {"versions": [version, candidate.name], "weights": {version: 1},
-                             "shadow": candidate.name, "shadow_share": 1.0}
+                             "shadow": candidate.name, "shadow_share": self.share}
         self.settings = {**self.settings, "version_policy": json.dumps(policy)}
         super().start(dirs, models)
 
@@ -438,6 +440,7 @@ SYSTEMS = {
     "modelserve-before": lambda: ModelserveAt(workers=WORKERS),
     "modelserve-batch-8": lambda: Modelserve("batched, at most 8 rows a call", max_batch_size="8", workers=WORKERS),
     "modelserve-shadow": lambda: ModelserveShadow(workers=WORKERS),
+    "modelserve-shadow-10": lambda: ModelserveShadow(share=0.1, workers=WORKERS),
     "stock-bentoml": lambda: StockBentoml(f"stock BentoML (batched, {WORKERS} workers)"),
     "fastapi": lambda: FastapiPeer(f"FastAPI + ORT (hand-written, {WORKERS} uvicorn workers)"),
     "ray-serve": lambda: RayServePeer(f"Ray Serve (@serve.batch, {WORKERS} replicas a model)"),
