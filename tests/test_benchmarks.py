@@ -241,14 +241,14 @@ def test_offline_peer_environments_get_the_wheels_on_top_of_this_pythons_package
     # A lent GPU machine reaches no package index, and its python3 is itself a virtual environment: made with
     # --system-site-packages, a peer's environment saw the base interpreter's packages, without numpy or torch.
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import systems
+    import system_base
 
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     _wheel(wheels, "peer_probe", "VALUE = 42\n")
-    monkeypatch.setattr(systems, "PEER_WHEELS", str(wheels))
-    monkeypatch.setattr(systems, "VENVS", tmp_path / "venvs")
-    python = systems.peer_venv("probe", ["ignored-offline"])
+    monkeypatch.setattr(system_base, "PEER_WHEELS", str(wheels))
+    monkeypatch.setattr(system_base, "VENVS", tmp_path / "venvs")
+    python = system_base.peer_venv("probe", ["ignored-offline"])
     assert python.parent.parent.name == "probe-wheels"
     probe = "import numpy, onnxruntime, peer_probe; print(peer_probe.VALUE, numpy.__file__)"
     done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60,

@@ -1,7 +1,7 @@
 """Peer: KServe's Python ModelServer (v1 and v2 REST, no batching of its own), one kserve.Model per ONNX file,
 PEER_WORKERS worker processes.
 
-Runs in its own virtual environment (benchmarks/systems.py makes it). Usage:
+Runs in its own virtual environment (benchmarks/peer_systems.py makes it). Usage:
     python kserve_onnx.py PORT NAME=MODEL.onnx [NAME=MODEL.onnx ...]
 Request: POST /v1/models/NAME:predict {"instances": [...]}.
 """

@@ -1,7 +1,7 @@
 """Peer: LitServe with its own batching (`max_batch_size` 64, a 10 ms window) and `fast_queue`, one model per
 server (one LitAPI per server, as LitServe's examples write it), PEER_WORKERS worker processes.
 
-Runs in its own virtual environment (benchmarks/systems.py makes it). Usage:
+Runs in its own virtual environment (benchmarks/peer_systems.py makes it). Usage:
     python litserve_onnx.py PORT MODEL.onnx
 Request: POST /predict {"instances": [...]}; a request may carry several rows.
 """

@@ -1,6 +1,6 @@
 """The peers' ONNX Runtime session, on the device modelserve runs on, so a comparison is like with like.
 
-benchmarks/systems.py sets PEER_DEVICE to the device the modelserve servers of the run resolve to, and puts
+benchmarks/peer_systems.py sets PEER_DEVICE to the device the modelserve servers of the run resolve to, and puts
 this folder on PYTHONPATH (every peer runs with it, whatever process imports its model). On the CPU: one
 intra-op thread, as modelserve's engines and the raw engine use. On CUDA: ONNX Runtime's CUDA provider
 (from the peer's onnxruntime-gpu) and nothing else, since a quiet fall-back to the CPU would make the

@@ -130,5 +130,5 @@ class StoreWatcher:
         finally:
             self.loading.discard(tag)
         self.failed.pop(tag, None)
-        log.info("now serving %s", tag)
+        log.info("%s verified, loaded and warmed up", tag)
         return candidate, None

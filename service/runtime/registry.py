@@ -163,6 +163,7 @@ class ModelRegistry:
         for model in versions.served:
             self._announce(model, 1)
         metrics.MODEL_READY.labels(model=name).set(1)
+        log.info("now serving %s", ", ".join(m.artifacts.tag for m in versions.served))
         for model in old.served if old is not None else ():
             if model not in versions.served:
                 self._retire(model)
