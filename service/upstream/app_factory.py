@@ -7,7 +7,8 @@ a test found (figures in benchmarks/profiling.md):
 3. pydantic warns on every `model_fields` read on an instance, which BentoML does per request: the input models get
    the fields as a class attribute.
 4. BentoML's TimeoutMiddleware never cancels its per-request timer (60 s of timers alive under load, walked by
-   every full collection): ours cancels it, and stops waiting when the app ended without a response.
+   every full collection) and runs each request in a task of its own: ours cancels the timer and runs the request
+   in its own task.
 5. BentoML parses every body as JSON: the v2 input model also reads Triton's binary framing (protocol/binary.py).
 
 (Two more, for BentoML's API dispatch, went once the fast lane took every well-formed prediction past it: caching
@@ -66,34 +67,29 @@ CLIENT_ERRORS_AS_WARNINGS = ClientErrorsAsWarnings()
 
 
 class TimeoutMiddleware(BENTOML_TIMEOUT_MIDDLEWARE):
-    """BentoML's 504 when no response has started within the timeout, with the timer cancelled afterwards."""
+    """BentoML's 504 when no response has started within the timeout, run in the request's own task: no task, future
+    and timer per request, and no timer left behind (the deadline is dropped once the response starts)."""
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        loop = asyncio.get_running_loop()
-        started = loop.create_future()  # done once the response starts, the app ends, or the timeout passes
-        timer = loop.call_later(self.timeout, self._set_timer_out, started)
+        started = False
 
         async def mark_started(message) -> None:
-            if not started.done():
-                started.set_result(None)
+            nonlocal started
+            if not started:
+                started = True
+                deadline.reschedule(None)  # a response under way may take as long as it takes, as in BentoML
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, mark_started))
-        # An app that ends without a response (its client left, or it raised) must not hold the request, and the
-        # worker's graceful shutdown with it, for the whole timeout; its error goes on to the error handler.
-        task.add_done_callback(lambda _: started.done() or started.set_result(None))
         try:
-            await started
-        except asyncio.TimeoutError:
-            if task.cancel():
-                await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
-                                   status_code=504)(scope, receive, send)
-            return
-        finally:
-            timer.cancel()
-        await task
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.app(scope, receive, mark_started)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # (the app's own)
+            await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
+                               status_code=504)(scope, receive, send)
 
 
 def _keep_input_fields(service) -> None:
