@@ -17,9 +17,11 @@ from service.config import ServeConfig
 from service.errors import DeadlineUnmet, Overloaded, QueueFull
 from service.upstream import REQUESTS
 
-INLINE_BELOW_S = 500e-6
-"""CPU engine calls predicted cheaper than this run on the event loop: the hop to a worker thread and back costs
-80-140 us, as much as the default transformer's call at batch 1 (profiling.md)."""
+INLINE_BELOW_S = 2e-3
+"""CPU engine calls predicted cheaper than this run on the event loop. A call in a worker thread costs the hop there
+and back (80-140 us), and the event loop then waits for the GIL whenever the engine thread holds it (a quarter of
+the loop's time under load with a worker per core, profiling.md); only a longer call is worth keeping the loop free
+for the worker's other requests."""
 
 Recorder = Callable[[np.ndarray, str, float], None]
 """Told each served engine call: its batch, the device it ran on and its seconds (metrics and drift)."""
