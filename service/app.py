@@ -17,11 +17,9 @@ from service.http.request_log import RequestLog, use_json_logs
 from service.lifecycle.watch import StoreWatcher
 from service.parent_watch import end_with_parent
 from service.protocol import handlers
-from service.protocol.binary import HEADER as BINARY_HEADER
-from service.protocol.binary import binary_body_of, split_body
 from service.protocol.metadata import build_metadata_app
 from service.protocol.openapi import OpenApiDocument
-from service.protocol.routes import BODY_SHAPES, V1Reply, V1Request, V2Reply, V2Request, route_of
+from service.protocol.routes import REQUEST_MODELS, V1Reply, V1Request, V2Reply, V2Request, route_of
 from service.runtime.registry import ModelRegistry
 
 CONFIG = ServeConfig.from_env()
@@ -66,6 +64,10 @@ class ModelServe:
     async def __is_ready__(self) -> bool:
         return REGISTRY.ready
 
+    # The prediction routes, declared for BentoML's router and OpenAPI document. Every POST to them is answered by the
+    # fast lane (http/fast_lane.py) before BentoML's dispatch; a method's body runs only where the service is mounted
+    # without its middleware.
+
     @bentoml.api(route="/v1/models/{name}:predict", input_spec=V1Request, output_spec=V1Reply)
     async def v1_predict(self, ctx: bentoml.Context, instances: list) -> Response:
         """KServe v1 prediction: {"instances": [...]} -> {"predictions": [...]}."""
@@ -76,15 +78,13 @@ class ModelServe:
                        outputs: list | None = None) -> Response:
         """Open Inference Protocol (KServe v2) inference, with tensors as JSON or as binary data (Triton's
         extension: the JSON header's length in Inference-Header-Content-Length, then the bytes)."""
-        request = ctx.request
-        return _answer(ctx, await handlers.v2_infer(REGISTRY, route_of(request.scope), inputs, id, parameters, outputs,
-                                                    binary=binary_body_of(request)))
+        return _answer(ctx, await handlers.v2_infer(REGISTRY, route_of(ctx.request.scope), inputs, id, parameters,
+                                                    outputs, binary=None))
 
 
-upstream.adapt_service(ModelServe, binary_api="v2_infer", split_body=split_body, header=BINARY_HEADER)
 ModelServe.add_asgi_middleware(RequestLog, access=CONFIG.log_format == "json")
 ModelServe.add_asgi_middleware(OpenApiDocument, service=ModelServe, metadata_routes=METADATA_APP.routes,
                                model_names=lambda: sorted(REGISTRY.models))
 ModelServe.add_asgi_middleware(RequestGuard, api_key=CONFIG.api_key, max_body_bytes=CONFIG.max_body_bytes,
                                model_label=LABELS.model)
-ModelServe.add_asgi_middleware(FastLane, registry=REGISTRY, shapes=BODY_SHAPES, enabled=not CONFIG.tracing)
+ModelServe.add_asgi_middleware(FastLane, registry=REGISTRY, request_models=REQUEST_MODELS)

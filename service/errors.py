@@ -20,6 +20,10 @@ class InvalidInput(RequestError):
     status, reason = 400, "invalid_input"
 
 
+class InvalidBody(RequestError):  # not the API's request shape: malformed JSON, a top-level field missing or mistyped
+    status, reason = 400, "invalid_body"
+
+
 class TooManyInstances(RequestError):
     status, reason = 400, "too_many_instances"
 

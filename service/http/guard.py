@@ -65,11 +65,6 @@ class RequestGuard:
         def reject(reason: str) -> None:
             rejected.labels(model=self.model_label(model), reason=reason).inc()
 
-        if headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json":
-            # The prediction routes speak JSON only; `curl -d` labels bodies as forms, which BentoML
-            # would parse as such.
-            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-                     + [(b"content-type", b"application/json")]}
         refusal = self._refuse_unauthorized(headers) if self.expected_auth is not None else None
         if refusal is not None:
             reject("unauthorized")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 
 from service.errors import InvalidInput
@@ -43,10 +42,6 @@ def split_body(body: bytes, header_value: str) -> tuple[bytes, BinaryBody]:
     else:
         return body[:length], BinaryBody(memoryview(body)[length:])
     return b"", BinaryBody(memoryview(b""), why)
-
-
-def binary_body_of(request: Request) -> BinaryBody | None:
-    return getattr(request.state, "binary_body", None)
 
 
 def _decode_bytes_elements(raw: memoryview, name: str) -> list[str]:

@@ -1,8 +1,8 @@
 """The routes a prediction can take and the shape of their bodies: one table for every layer that reads them.
 
 The guard (http/guard.py) matches a prediction path once and leaves what it found in the ASGI scope (`route_of`);
-the fast lane, the API methods and the access log read it there. The bodies are defined once, as the models below:
-the API methods declare them (BentoML validates with them) and the fast lane reads its checks from them.
+the fast lane and the access log read it there. The bodies are defined once, as the models below: the API methods
+declare them (BentoML's router and OpenAPI document) and the fast lane reads its checks from them.
 """
 
 import re
@@ -129,4 +129,4 @@ class V2Reply(BaseModel):
     outputs: list[dict[str, Any]]
 
 
-BODY_SHAPES = {"v1": BodyShape.of(V1Request), "v2": BodyShape.of(V2Request)}
+REQUEST_MODELS = {"v1": V1Request, "v2": V2Request}

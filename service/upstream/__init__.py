@@ -10,7 +10,6 @@ from service.upstream import app_factory, processes
 from service.upstream.processes import REQUESTS  # noqa: F401 (the batcher's count of requests in flight)
 
 TESTED_BENTOML = ("1.4.39", "1.4.40")
-adapt_service = app_factory.adapt_service
 
 
 def _check_version() -> None:

@@ -1,6 +1,7 @@
-"""The fast lane (service/http/fast_lane.py): well-formed JSON predictions go straight to the handlers, with the
-real regression model behind them; everything else reaches BentoML's dispatch with its body intact. Over
-HTTP, test_bad_input.py and test_endpoints.py check that answers and refusals are what they always were."""
+"""The fast lane (service/http/fast_lane.py): every POST to a prediction route is answered there, with the real
+regression model behind it: well-formed bodies by the handlers, any other with a 400 saying what is wrong; other
+routes and methods go on to BentoML with their body intact. Over HTTP, test_bad_input.py and test_endpoints.py
+check the answers and refusals clients see."""
 
 import asyncio
 
@@ -11,7 +12,7 @@ from service.config import ServeConfig
 from service.http.fast_lane import FastLane
 from service.http.guard import RequestGuard
 from service.protocol.binary import HEADER as BINARY_HEADER
-from service.protocol.routes import BODY_SHAPES
+from service.protocol.routes import REQUEST_MODELS
 from service.runtime.registry import ModelRegistry
 
 ROW = [120.0, 15.0]
@@ -34,9 +35,9 @@ class Dispatch:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def post(lane: FastLane, path: str, body: bytes, headers: tuple = (), method: str = "POST") -> tuple[int, bytes]:
-    scope = {"type": "http", "method": method, "path": path,
-             "headers": [(b"content-type", b"application/json"), *headers]}
+async def post(lane: FastLane, path: str, body: bytes, headers: tuple = ((b"content-type", b"application/json"),),
+               method: str = "POST") -> tuple[int, bytes]:
+    scope = {"type": "http", "method": method, "path": path, "headers": list(headers)}
     pending = [{"type": "http.request", "body": body[:7], "more_body": True},  # in two chunks, as a client may
                {"type": "http.request", "body": body[7:], "more_body": False}]
     sent = []
@@ -58,7 +59,7 @@ def run(scenario) -> None:
         registry.load()
         await registry.warm_up()  # the batcher belongs to this event loop, as in a worker
         dispatch = Dispatch()
-        await scenario(FastLane(dispatch, registry, BODY_SHAPES), dispatch, registry)
+        await scenario(FastLane(dispatch, registry, REQUEST_MODELS), dispatch, registry)
 
     asyncio.run(with_a_registry())
 
@@ -78,6 +79,10 @@ def test_well_formed_predictions_skip_the_dispatch_and_match_the_engine(trained)
         # a refusal from the handlers is theirs too: the same 400 and message BentoML's path gives
         status, body = await post(lane, "/v1/models/regression:predict", b'{"instances": [[1, 2, 3]]}')
         assert status == 400 and b"instance 0: expected 2 numbers" in body
+        # the body is read as JSON whatever it is labelled (`curl -d` labels it a form)
+        status, body = await post(lane, "/v1/models/regression:predict", orjson.dumps({"instances": [ROW]}),
+                                  ((b"content-type", b"application/x-www-form-urlencoded"),))
+        assert status == 200 and np.allclose(orjson.loads(body)["predictions"], expected[:1])
         assert dispatch.bodies == []
 
     run(scenario)
@@ -106,33 +111,44 @@ def test_binary_framed_v2_requests_skip_the_dispatch_with_their_bytes(trained):
     run(scenario)
 
 
-def test_everything_else_reaches_bentoml_with_its_body_intact(trained):
+BINARY = (b"content-type", b"application/octet-stream")
+
+
+def test_any_other_body_is_refused_there_with_what_is_wrong(trained):
     cases = [
-        ("/v1/models/regression:predict", b'{"instances": [[1, 2]', ()),  # malformed JSON: BentoML's 400
-        ("/v1/models/regression:predict", b'{"rows": [[1, 2]]}', ()),  # no instances
-        ("/v1/models/regression:predict", b'{"instances": {"a": 1}}', ()),  # instances not a list
-        ("/v1/models/regression:predict", b'[[1, 2]]', ()),  # not an object
-        ("/v2/models/regression/infer", b'{"inputs": [{"name": "features"}], "id": 7}', ()),  # id not a string
-        ("/v2/models/regression/infer", b'{"inputs": [1]}', ()),  # a tensor that is no object
-        ("/v2/models/regression/infer", b'{"inputs": []}', ((BINARY_HEADER.encode(), b"15"),)),  # length past the end
-        ("/v2/models/regression/infer", b'{"inputs": []}', ((BINARY_HEADER.encode(), b"x"),)),  # length not a number
-        ("/v2/models/regression/infer", b'{"inputs": [}', ((BINARY_HEADER.encode(), b"13"),)),  # header not JSON
-        ("/v1/models/regression:predict", b'{"instances": []}', ((BINARY_HEADER.encode(), b"17"),)),  # v1: no framing
-        ("/v2/models/regression", b'{"instances": [[1, 2]]}', ()),  # not a prediction route
+        (b'{"instances": [[1, 2]', (), "body: Invalid JSON"),
+        (b'{"rows": [[1, 2]]}', (), "instances: Field required"),
+        (b'{"instances": {"a": 1}}', (), "instances: Input should be a valid list"),
+        (b'[[1, 2]]', (), "Input should be an object"),
+        (b'{"instances": []}', ((BINARY_HEADER.encode(), b"17"),), "the v2 protocol's; send a v1 request as JSON"),
+    ]
+    v2_cases = [
+        (b'{"inputs": [{"name": "features"}], "id": 7}', (), "id: Input should be a valid string"),
+        (b'{"inputs": [1]}', (), "inputs.0: Input should be a valid dictionary"),
+        (b'{"inputs": []}', ((BINARY_HEADER.encode(), b"15"),), "is 15 but the body has only 14 bytes"),
+        (b'{"inputs": []}', ((BINARY_HEADER.encode(), b"x"),), "must be a non-negative integer, got 'x'"),
+        (b'{"inputs": [}', ((BINARY_HEADER.encode(), b"13"),), "body: Invalid JSON"),
     ]
 
     async def scenario(lane, dispatch, registry):
-        for path, body, headers in cases:
-            assert (await post(lane, path, body, headers))[0] == 418, (path, body)
-        assert dispatch.bodies == [body for _, body, _ in cases]
-        assert (await post(lane, "/v1/models/regression:predict", b'{"instances": [[1, 2]]}', method="PUT"))[0] == 418
+        for path, cases_here in (("/v1/models/regression:predict", cases), ("/v2/models/regression/infer", v2_cases)):
+            for body, headers, fragment in cases_here:
+                status, answer = await post(lane, path, body, (BINARY, *headers) if headers else
+                                            ((b"content-type", b"application/json"),))
+                assert status == 400 and fragment in orjson.loads(answer)["error"], (path, body, answer)
+        assert dispatch.bodies == []
+        # JSON that orjson refuses and pydantic reads (Infinity) reaches the handler, which says what is wrong
+        status, answer = await post(lane, "/v1/models/regression:predict", b'{"instances": [[1, -Infinity]]}')
+        assert status == 400 and b"-inf is not a finite number" in answer
 
     run(scenario)
 
 
-def test_with_tracing_on_every_request_goes_to_bentoml(trained):
+def test_other_routes_and_methods_go_on_to_bentoml_with_their_body_intact(trained):
     async def scenario(lane, dispatch, registry):
-        lane.enabled = False  # what app.py sets when MODELSERVE_TRACING is on: spans belong to BentoML's dispatch
-        assert (await post(lane, "/v1/models/regression:predict", orjson.dumps({"instances": [ROW]})))[0] == 418
+        body = b'{"instances": [[1, 2]]}'
+        assert (await post(lane, "/v2/models/regression", body))[0] == 418  # not a prediction route
+        assert (await post(lane, "/v1/models/regression:predict", body, method="PUT"))[0] == 418
+        assert dispatch.bodies == [body, body]
 
     run(scenario)
