@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from service.batching.batcher import INLINE_BELOW_S
 from service.batching.cost import EngineCost
 from service.errors import Overloaded
 from service.runtime.engines import SmallBatchesOnCpu
@@ -108,9 +109,10 @@ def test_a_request_larger_than_a_batch_is_priced_per_engine_call_not_per_row():
 
 
 def test_a_cheap_call_at_one_width_runs_inline_after_traffic_at_another():
-    # 10 us a token. After single rows of 16 tokens (160 us), 4 rows of 8 tokens (320 us) are cheaper than
-    # the thread hop; a per-row average priced them at 640 us and sent them to a thread.
-    engine = CurveEngine({8: {rows: 0.08 for rows in (1, 2, 4, 8)}, 16: {rows: 0.16 for rows in (1, 2, 4, 8)}})
+    # A token costs a 48th of the inline limit. After single rows of 16 tokens, 4 rows of 8 tokens (2/3 of the
+    # limit) run on the event loop; a per-row average priced them as 4 rows of 16 (4/3 of it), for a thread.
+    ms_per_token = INLINE_BELOW_S * 1000 / 48
+    engine = CurveEngine({width: {rows: width * ms_per_token for rows in (1, 2, 4, 8)} for width in (8, 16)})
 
     async def traffic():
         batcher = await warmed_up(engine, tokens=True)
@@ -123,8 +125,8 @@ def test_a_cheap_call_at_one_width_runs_inline_after_traffic_at_another():
         return loop_thread, short, engine.calls[-1][1]
 
     loop_thread, short, long = asyncio.run(traffic())
-    assert short == loop_thread, "4 rows of 8 tokens (0.32 ms) should run on the event loop"
-    assert long != loop_thread, "4 rows of 16 tokens (0.64 ms) should go to a worker thread"
+    assert short == loop_thread, "4 rows of 8 tokens (2/3 of the limit) should run on the event loop"
+    assert long != loop_thread, "4 rows of 16 tokens (4/3 of the limit) should go to a worker thread"
 
 
 def split(gpu_ms_per_call: float, cpu_ms_per_row: float) -> SmallBatchesOnCpu:

@@ -118,13 +118,13 @@ def test_any_other_body_is_refused_there_with_what_is_wrong(trained):
     cases = [
         (b'{"instances": [[1, 2]', (), "body: Invalid JSON"),
         (b'{"rows": [[1, 2]]}', (), "instances: Field required"),
-        (b'{"instances": {"a": 1}}', (), "instances: Input should be a valid list"),
+        (b'{"instances": {"a": 1}}', (), "instances: Input should be a valid array"),
         (b'[[1, 2]]', (), "Input should be an object"),
         (b'{"instances": []}', ((BINARY_HEADER.encode(), b"17"),), "the v2 protocol's; send a v1 request as JSON"),
     ]
     v2_cases = [
         (b'{"inputs": [{"name": "features"}], "id": 7}', (), "id: Input should be a valid string"),
-        (b'{"inputs": [1]}', (), "inputs.0: Input should be a valid dictionary"),
+        (b'{"inputs": [1]}', (), "inputs.0: Input should be an object"),
         (b'{"inputs": []}', ((BINARY_HEADER.encode(), b"15"),), "is 15 but the body has only 14 bytes"),
         (b'{"inputs": []}', ((BINARY_HEADER.encode(), b"x"),), "must be a non-negative integer, got 'x'"),
         (b'{"inputs": [}', ((BINARY_HEADER.encode(), b"13"),), "body: Invalid JSON"),
