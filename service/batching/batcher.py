@@ -17,12 +17,12 @@ from service.config import ServeConfig
 from service.errors import DeadlineUnmet, Overloaded, QueueFull
 from service.upstream import REQUESTS
 
-INLINE_BELOW_S = 2e-3
+INLINE_BELOW_S = 10e-3
 """CPU engine calls predicted cheaper than this run on the event loop. A call in a worker thread costs the hop there
 and back (80-140 us), and the event loop then waits for the GIL whenever the engine thread holds it (a quarter of
-the loop's time under load with a worker per core, profiling.md). A longer call leaves the loop so that the requests
-arriving meanwhile are read and priced against the work ahead of them, and what cannot be answered within
-max_latency_ms is shed: with a 10 ms limit, 400 requests of 64 rows waited on the loop unread, and none was refused."""
+the loop's time under load with a worker per core, profiling.md): other requests were answered later behind a call
+in a thread than behind the same call on the loop. Only a call longer than this (a heavy model's) leaves the loop,
+so that health checks and the worker's other models are not held for all of it."""
 
 Recorder = Callable[[np.ndarray, str, float], None]
 """Told each served engine call: its batch, the device it ran on and its seconds (metrics and drift)."""
@@ -86,7 +86,9 @@ class ModelBatcher:
             self._observe_wait(0.0)  # (it waited for nobody)
         chunks = [batch[i:i + self.max_rows] for i in range(0, batch.shape[0], self.max_rows)]
         seconds = sum(self._predict(chunk.shape) for chunk in chunks)
-        if self._direct_seconds + self._queue.queued_seconds() + seconds > self._config.max_latency_ms / 1000:
+        # (its wait for the event loop counts too: behind calls on the loop, requests wait there unread)
+        ahead = REQUESTS.waited() + self._direct_seconds + self._queue.queued_seconds()
+        if ahead + seconds > self._config.max_latency_ms / 1000:
             raise Overloaded("the server is overloaded: this request would miss the latency budget; retry later")
         self._direct_seconds += seconds
         try:

@@ -5,15 +5,18 @@
   only when it is in the watcher's `cmd`; BentoML passes it in `args`.
 - A metrics directory per server: BentoML empties the shared one when any server starts, erasing another's series.
 - uvicorn's set of request tasks (`ServerState.tasks`), begun the moment headers are parsed: the one count that sees
-  requests parsed in the same loop turn, by which the batcher knows a request is alone in its worker.
+  requests parsed in the same loop turn, by which the batcher knows a request is alone in its worker, and the one
+  clock that sees how long a request waited for the event loop before the service read it (it sheds by that).
 """
 
+import asyncio
 import atexit
 import os
 import shlex
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +87,36 @@ def install_in_launcher() -> None:
     bentoml.serving.create_watcher = create_watcher
 
 
+class BegunRequests(set):
+    """uvicorn's set of a worker's request tasks, which also notes when each was begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begun: dict[Any, float] = {}  # task -> time.perf_counter() when uvicorn began it
+
+    def add(self, task) -> None:
+        self.begun[task] = time.perf_counter()
+        super().add(task)
+
+    def discard(self, task) -> None:
+        self.begun.pop(task, None)
+        super().discard(task)
+
+
 class InFlight:
     __slots__ = ("tasks",)
 
     def __init__(self) -> None:
-        self.tasks: set[Any] | None = None  # uvicorn's request tasks in this worker; None until uvicorn starts
+        self.tasks: BegunRequests | None = None  # uvicorn's request tasks in this worker; None until uvicorn starts
 
     def alone(self) -> bool:
         """True when the request asking is the only one this worker has begun; False when unsure."""
         return self.tasks is not None and len(self.tasks) == 1
+
+    def waited(self) -> float:
+        """Seconds since uvicorn began the request asking (its headers parsed); 0.0 outside a request."""
+        begun = self.tasks.begun.get(asyncio.current_task()) if self.tasks is not None else None
+        return 0.0 if begun is None else time.perf_counter() - begun
 
 
 REQUESTS = InFlight()
@@ -102,6 +126,6 @@ def count_requests_in_flight() -> None:
     """Keep hold of the request-task set of the uvicorn server this worker starts (after the service's import)."""
     def __init__(self) -> None:
         UVICORN_SERVER_STATE_INIT(self)
-        REQUESTS.tasks = self.tasks
+        self.tasks = REQUESTS.tasks = BegunRequests()
 
     uvicorn.server.ServerState.__init__ = __init__
