@@ -91,19 +91,19 @@ class ModelBatcher:
         if ahead + seconds > self._config.max_latency_ms / 1000:
             raise Overloaded("the server is overloaded: this request would miss the latency budget; retry later")
         self._direct_seconds += seconds
-        try:
-            outputs = [await self._engine(chunk) for chunk in chunks]
+        try:  # (a request of several chunks would hold the loop for all of them: priced whole)
+            outputs = [await self._engine(chunk, inline=seconds < INLINE_BELOW_S) for chunk in chunks]
         finally:
             self._direct_seconds -= seconds
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
-    async def _engine(self, batch: np.ndarray) -> np.ndarray:
-        """One engine call: on the event loop when the engine is idle and a CPU call is predicted cheaper than the
-        hop to a thread, in a worker thread otherwise (ONNX Runtime and torch release the GIL, so the loop keeps
-        parsing requests meanwhile). A CUDA call always leaves the loop: its CPU waits on the GPU (on the loop it
-        served 0.79x at c=8 on an H200)."""
+    async def _engine(self, batch: np.ndarray, inline: bool = True) -> np.ndarray:
+        """One engine call: on the event loop when the engine is idle and a CPU call is priced under INLINE_BELOW_S
+        (`inline`: the whole request is, where it is split in calls), in a worker thread otherwise (ONNX Runtime and
+        torch release the GIL, so the loop keeps reading requests meanwhile). A CUDA call always leaves the loop:
+        its CPU waits on the GPU (on the loop it served 0.79x at c=8 on an H200)."""
         device = self.engine.device_for(batch.shape)
-        if self._limiter.borrowed_tokens == 0 and device == "cpu" and not self.background and \
+        if inline and self._limiter.borrowed_tokens == 0 and device == "cpu" and not self.background and \
                 self.cost.seconds(device, batch.shape) < INLINE_BELOW_S:
             return self.run_now(batch, device)
         return await anyio.to_thread.run_sync(self.run_now, batch, device, limiter=self._limiter)

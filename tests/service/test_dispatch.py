@@ -121,11 +121,15 @@ def test_the_oldest_queued_request_that_cannot_make_the_latency_budget_is_refuse
 
 
 @pytest.mark.parametrize("seconds, n, inline", [(0, 4, True), (INLINE_BELOW_S * 4, 1, False),
-                                                (INLINE_BELOW_S * 4, 64, False)])
+                                                (INLINE_BELOW_S * 4, 64, False),
+                                                # one call under the limit; three, together over it
+                                                (INLINE_BELOW_S * 0.5, 64, True), (INLINE_BELOW_S * 0.5, 192, False)])
 def test_cheap_engine_calls_run_on_the_event_loop_and_costly_ones_in_a_worker_thread(seconds, n, inline):
     async def thread_of_call() -> tuple[int, int]:
-        engine = TimedEngine(seconds=seconds)
+        engine = TimedEngine(seconds=seconds)  # (seconds a call, whatever its rows)
         batcher = batcher_for(engine)
+        for _ in range(3):  # (the 64-row band priced too, as warm-up does)
+            batcher.run_now(np.ones((64, 2), dtype=np.float32))
         await batcher.infer(np.ones((n, 2), dtype=np.float32))  # (64 rows: past the queue, measured the same way)
         return engine.calls[-1][1], threading.get_ident()
 
