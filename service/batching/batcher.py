@@ -56,19 +56,22 @@ class ModelBatcher:
 
     async def infer(self, batch: np.ndarray, deadline_s: float | None = None) -> np.ndarray:
         """One request's rows in, its own outputs out. Refused at once (429) while max_queue requests wait already;
-        with a client deadline (seconds from now), refused (504) when the work ahead and its own are predicted to
-        take longer, and answered 504 if it passes while the request waits."""
+        with a client deadline (seconds from when uvicorn read the request), refused (504) when the work ahead and
+        its own are predicted to take longer than is left of it, and answered 504 if it passes while the request
+        waits."""
         if self._pending >= self._config.max_queue and self.record:  # (warm-up's bursts are its own)
             raise QueueFull(f"{self._pending} requests for model {self._model!r} are already waiting in this worker "
                             f"(MODELSERVE_MAX_QUEUE={self._config.max_queue}); retry later")
-        if deadline_s is not None and (predicted := self.predicted_seconds(batch)) > deadline_s:
-            raise DeadlineUnmet(f"the request's timeout of {deadline_s * 1e3:g} ms cannot be met: the work queued "
-                                f"ahead of it and its own are predicted to take {predicted * 1e3:.3g} ms")
+        left_s = None if deadline_s is None else deadline_s - REQUESTS.waited()  # (its wait for the loop counts)
+        if left_s is not None and (predicted := self.predicted_seconds(batch)) > left_s:
+            raise DeadlineUnmet(f"the request's timeout of {deadline_s * 1e3:g} ms cannot be met: "
+                                f"{(deadline_s - left_s) * 1e3:.3g} ms have passed since it arrived, and the work "
+                                f"queued ahead of it and its own are predicted to take {predicted * 1e3:.3g} ms")
         self._pending += 1
         try:
-            if deadline_s is None:
+            if left_s is None:
                 return await self._infer(batch)
-            return await asyncio.wait_for(self._infer(batch), deadline_s)
+            return await asyncio.wait_for(self._infer(batch), max(left_s, 0.0))
         except TimeoutError:
             raise DeadlineUnmet(f"the request's timeout of {deadline_s * 1e3:g} ms passed before it was answered") \
                 from None

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import uvicorn
 
-from service.errors import Overloaded
+from service.errors import DeadlineUnmet, Overloaded
 from service.upstream.processes import REQUESTS, BegunRequests, count_requests_in_flight
 from tests.servers import free_port
 from tests.support import TimedEngine, batcher_for
@@ -142,3 +142,21 @@ def test_only_a_request_alone_in_its_worker_goes_straight_to_the_engine(tasks, a
     requesting = asyncio.run(scenario())
     # Alone: in the request's own task; otherwise in the queue's controller task, which a crowd's batch needs.
     assert (engine.tasks == [requesting]) is alone
+
+
+def test_a_client_deadline_counts_the_wait_for_the_event_loop():
+    batcher = batcher_for(TimedEngine(seconds=0))
+    row = np.ones((1, 2), dtype=np.float32)
+
+    async def request(waited_s: float, deadline_s: float):
+        saved, REQUESTS.tasks = REQUESTS.tasks, BegunRequests()
+        REQUESTS.tasks.add(asyncio.current_task())
+        REQUESTS.tasks.begun[asyncio.current_task()] -= waited_s  # as if uvicorn began it that long ago
+        try:
+            return await batcher.infer(row, deadline_s)
+        finally:
+            REQUESTS.tasks = saved
+
+    assert asyncio.run(request(0.01, 0.1)).shape == (1, 1)
+    with pytest.raises(DeadlineUnmet, match="timeout of 100 ms cannot be met: 2.+ ms have passed"):
+        asyncio.run(request(0.2, 0.1))
