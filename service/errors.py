@@ -52,5 +52,10 @@ class QueueFull(RequestError):  # the model's queue in this worker holds max_que
     status, reason = 429, "queue_full"
 
 
+def validation_problems(error, whole: str) -> str:
+    """A pydantic ValidationError's problems on one line, each at its field ('a.0: ...'), `whole` where it has none."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in error.errors())
+
+
 RETRY_AFTER_SECONDS = 1
 """Sent with every 429 and 503: load moves in well under a second, so a client need not wait longer."""

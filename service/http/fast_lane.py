@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
-from service.errors import REASON_HEADER, InvalidBody
+from service.errors import REASON_HEADER, InvalidBody, validation_problems
 from service.protocol import handlers
 from service.protocol.binary import HEADER as BINARY_HEADER
 from service.protocol.binary import split_body
@@ -86,6 +86,5 @@ class FastLane:
         try:  # (the slow way, for what it says)
             request = self.request_models[protocol].model_validate_json(body)
         except ValidationError as error:
-            raise InvalidBody("; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                                        for e in error.errors())) from None
+            raise InvalidBody(validation_problems(error, "body")) from None
         return tuple(getattr(request, name) for name, *_ in self.shapes[protocol].fields)

@@ -10,7 +10,7 @@ import anyio
 import bentoml
 from pydantic import ValidationError
 
-from service.errors import InvalidInput, UnknownModel
+from service.errors import InvalidInput, UnknownModel, validation_problems
 from service.lifecycle.desired import UNLOADED
 from service.lifecycle.versions import VersionPolicy, stored_versions
 from service.lifecycle.watch import StoreWatcher
@@ -57,8 +57,8 @@ def _policy_asked(registry, name: str, body) -> VersionPolicy:
             return VersionPolicy.model_validate_json(policy) if isinstance(policy, str) else \
                 VersionPolicy.model_validate(policy)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in error.errors())
-        raise InvalidInput(f"parameters.policy is not a version policy: {problems}") from None
+        raise InvalidInput(f"parameters.policy is not a version policy: {validation_problems(error, 'policy')}") \
+            from None
     if version is not None:
         return VersionPolicy(versions=(version,))
     return registry.policies.get(name, VersionPolicy())
