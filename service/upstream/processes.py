@@ -23,6 +23,7 @@ from typing import Any
 import bentoml._internal.utils.circus as bentoml_circus
 import bentoml.serving
 import circus.sockets
+import psutil
 import uvicorn.server
 from bentoml._internal.configuration.containers import BentoMLContainer
 
@@ -56,24 +57,13 @@ def create_watcher(name: str, args: list[str], *, cmd: str = sys.executable, **k
     return watcher
 
 
-def _alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return True  # not a name this launcher made: leave it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def own_metrics_directory() -> Path:
     """A metrics directory for this server alone, removed when it stops (and those of servers that died)."""
     shared = Path(BentoMLContainer.prometheus_multiproc_dir.get())
     prefix = f"server-{socket.gethostname()}-"  # by host too: containers sharing a volume can reuse a pid
     for other in shared.glob(prefix + "*"):
-        if not _alive(other.name.removeprefix(prefix)):
+        pid = other.name.removeprefix(prefix)
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):  # (a name this launcher did not make: left alone)
             shutil.rmtree(other, ignore_errors=True)
     own = shared / f"{prefix}{os.getpid()}"
     BentoMLContainer.prometheus_multiproc_dir.set(str(own))

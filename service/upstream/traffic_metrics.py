@@ -4,6 +4,7 @@ with it off, profiling.md); here each child is resolved once per endpoint and st
 label is the raw path only for paths served here (http/labels.py), so probing random paths adds no series."""
 
 from collections.abc import Callable
+from functools import lru_cache
 from timeit import default_timer
 
 from bentoml._internal.context import server_context
@@ -12,26 +13,6 @@ from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddle
 from service.http.labels import UNMATCHED_ENDPOINT
 
 MAX_CACHED_PATHS = 256  # a bound for safety: served paths are a handful per model; unserved ones are never kept
-
-
-class Children:
-    """Labelled children of metrics by key, each resolved once by `resolve(key)`; past `limit` keys, resolved on
-    every call."""
-
-    def __init__(self, limit: int) -> None:
-        self._kept: dict = {}
-        self._limit = limit
-
-    def get(self, key, resolve):
-        child = self._kept.get(key)
-        if child is None:
-            child = resolve(key)
-            if len(self._kept) < self._limit:
-                self._kept[key] = child
-        return child
-
-    def __len__(self) -> int:
-        return len(self._kept)
 
 
 class TrafficMetrics(RunnerTrafficMetricsMiddleware):
@@ -55,12 +36,13 @@ class TrafficMetrics(RunnerTrafficMetricsMiddleware):
         self._last_request = self.metrics_last_request_timestamp.labels(**names)
         in_progress, total, duration = (self.metrics_request_in_progress, self.metrics_request_total,
                                         self.metrics_request_duration)
-        self._in_progress = lambda endpoint: in_progress.labels(endpoint=endpoint, **names)
-        self._finished = lambda key: (total.labels(endpoint=key[0], http_response_code=key[1], **names),
-                                      duration.labels(endpoint=key[0], http_response_code=key[1], **names))
-        # keyed by label, a bounded set: every label is a served path, a fixed route or the one shared value
-        self._in_progress_by_endpoint = Children(MAX_CACHED_PATHS)
-        self._finished_by_endpoint_status = Children(MAX_CACHED_PATHS * 4)  # a few statuses per endpoint
+        # Keyed by label, a bounded set (every label is a served path, a fixed route or the one shared value); the
+        # caches' bounds are for safety.
+        self._in_progress = lru_cache(MAX_CACHED_PATHS)(
+            lambda endpoint: in_progress.labels(endpoint=endpoint, **names))
+        self._finished = lru_cache(MAX_CACHED_PATHS * 4)(  # (a few statuses per endpoint)
+            lambda endpoint, status: (total.labels(endpoint=endpoint, http_response_code=status, **names),
+                                      duration.labels(endpoint=endpoint, http_response_code=status, **names)))
         self._skip_paths = tuple(self.skip_paths)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -80,12 +62,12 @@ class TrafficMetrics(RunnerTrafficMetricsMiddleware):
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                total, duration = self._finished_by_endpoint_status.get((endpoint, status), self._finished)
+                total, duration = self._finished(endpoint, status)
                 total.inc()
                 duration.observe(max(default_timer() - started, 0))
             await send(message)
 
-        in_progress = self._in_progress_by_endpoint.get(endpoint, self._in_progress)
+        in_progress = self._in_progress(endpoint)
         in_progress.inc()
         try:
             await self.app(scope, receive, send_and_count)

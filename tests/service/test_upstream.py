@@ -5,6 +5,9 @@ traffic metrics in place of BentoML's, a socket per worker (the timeout: test_ti
 
 import ast
 import inspect
+import os
+import socket
+import subprocess
 
 import bentoml
 import circus.arbiter
@@ -94,3 +97,24 @@ def test_bentomls_traffic_metrics_middleware_is_swapped_for_ours_in_its_place():
         ours = middleware_names(tracing)
         expected = [name for name in upstream if tracing or name != "OpenTelemetryMiddleware"]
         assert ours == ["TrafficMetrics" if n == "RunnerTrafficMetricsMiddleware" else n for n in expected]
+
+
+def test_a_server_takes_a_metrics_directory_of_its_own_and_clears_those_of_dead_servers(tmp_path, monkeypatch):
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    shared = tmp_path / "prometheus_multiproc_dir"
+    monkeypatch.setattr(processes.atexit, "register", lambda *a, **k: None)  # (this test process lives on)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    prefix = f"server-{socket.gethostname()}-"
+    for name in (f"{prefix}{dead.pid}", f"{prefix}{os.getppid()}", f"{prefix}not-a-pid", "server-otherhost-1"):
+        (shared / name).mkdir(parents=True)
+    original = BentoMLContainer.prometheus_multiproc_dir.get()
+    BentoMLContainer.prometheus_multiproc_dir.set(str(shared))
+    try:
+        own = processes.own_metrics_directory()
+        assert BentoMLContainer.prometheus_multiproc_dir.get() == str(own) == str(shared / f"{prefix}{os.getpid()}")
+    finally:
+        BentoMLContainer.prometheus_multiproc_dir.set(original)
+    assert sorted(p.name for p in shared.iterdir()) == sorted(
+        [f"{prefix}{os.getppid()}", f"{prefix}not-a-pid", "server-otherhost-1"])  # the dead server's went
