@@ -1,14 +1,16 @@
 """Where every POST to a prediction route is answered, past BentoML's per-request API dispatch (building a Request
 and a context, routing, validating, looking the method up: ~30 % of a loaded worker's samples, profiling.md).
 
-Inside the guard, and inside BentoML's traffic metrics and timeout, which see every request. Every body, JSON or
-binary-framed, is read by its API's request model (protocol/routes.py): a valid one goes to the handler, any other is
-refused with the 400 that model's validation gives, and one warning line in the log. The API methods (app.py)
-declare the routes: BentoML builds its router and the OpenAPI document from them.
+Inside the guard, and inside BentoML's traffic metrics and timeout, which see every request. A body with its request
+model's top-level shape (protocol/routes.py), JSON or binary-framed, goes to the handler; any other is refused with
+the 400 its request model's validation gives, and one warning line in the log. The API methods (app.py) declare the
+routes: BentoML builds its router and the OpenAPI document from them.
 """
 
+import contextlib
 import logging
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
@@ -16,7 +18,7 @@ from service.errors import REASON_HEADER, InvalidBody, validation_problems
 from service.protocol import handlers
 from service.protocol.binary import HEADER as BINARY_HEADER
 from service.protocol.binary import split_body
-from service.protocol.routes import PredictionRoute, route_of
+from service.protocol.routes import BodyShape, PredictionRoute, route_of
 
 _BINARY_HEADER = BINARY_HEADER.encode()
 logger = logging.getLogger("modelserve")
@@ -39,6 +41,7 @@ class FastLane:
         self.app = app
         self.registry = registry
         self.request_models = request_models  # protocol ("v1", "v2") -> the body its API method takes
+        self.shapes = {protocol: BodyShape.of(model) for protocol, model in request_models.items()}
 
     async def __call__(self, scope, receive, send) -> None:
         route = route_of(scope) if scope["type"] == "http" else None
@@ -76,9 +79,12 @@ class FastLane:
 
     def _fields(self, protocol: str, body: bytes) -> tuple:
         """The body's top-level fields, in the API method's order; InvalidBody saying what is wrong with it."""
-        model = self.request_models[protocol]
-        try:
-            request = model.model_validate_json(body)
+        with contextlib.suppress(orjson.JSONDecodeError):
+            fields = self.shapes[protocol].values(orjson.loads(body))
+            if fields is not None:
+                return fields
+        try:  # (the slow way, for what it says)
+            request = self.request_models[protocol].model_validate_json(body)
         except ValidationError as error:
             raise InvalidBody(validation_problems(error, "body")) from None
-        return tuple(getattr(request, name) for name in model.model_fields)
+        return tuple(getattr(request, name) for name, *_ in self.shapes[protocol].fields)

@@ -2,10 +2,12 @@
 
 The guard (http/guard.py) matches a prediction path once and leaves what it found in the ASGI scope (`route_of`);
 the fast lane and the access log read it there. The bodies are defined once, as the models below: the API methods
-declare them (BentoML's router and OpenAPI document) and the fast lane reads every body with them.
+declare them (BentoML's router and OpenAPI document) and the fast lane reads its checks from them.
 """
 
 import re
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,45 @@ def match_prediction(path: str, routing_key: bytes | None = None) -> PredictionR
 def route_of(scope) -> PredictionRoute | None:
     """The prediction route the guard matched for this request, or None."""
     return scope.get(ROUTE_KEY)
+
+
+@dataclass(frozen=True)
+class BodyShape:
+    """The top-level fields of an API's JSON body, as the API method's signature declares them:
+    (name, type, type of each item or None, required). Checking a body parsed by orjson against them is the fast
+    lane's way in for a valid body: its request model's pydantic validation, kept for the error words, served
+    light models 0.95x the rows at c=1 (benchmarks/results/paired-one-reader.md)."""
+
+    fields: tuple[tuple[str, type, type | None, bool], ...]
+
+    @classmethod
+    def of(cls, input_model: type[BaseModel]) -> "BodyShape":
+        """From a request model (its fields typed list, dict, str, or Optional of those)."""
+        fields = []
+        for name, info in input_model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+                annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+            outer = typing.get_origin(annotation) or annotation
+            items = typing.get_args(annotation)[:1] if outer is list else ()
+            item = (typing.get_origin(items[0]) or items[0]) if items and items[0] is not typing.Any else None
+            fields.append((name, outer, item, info.is_required()))
+        return cls(tuple(fields))
+
+    def values(self, document) -> tuple | None:
+        """The fields' values in order (None where absent), or None when the body does not have this shape."""
+        if not isinstance(document, dict):
+            return None
+        values = []
+        for name, kind, item, required in self.fields:
+            value = document.get(name)
+            if value is None:
+                if required:
+                    return None
+            elif not isinstance(value, kind) or (item is not None and not all(isinstance(v, item) for v in value)):
+                return None
+            values.append(value)
+        return tuple(values)
 
 
 V1_EXAMPLE = [[120.0, 15.0]]
