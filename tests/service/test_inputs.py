@@ -42,6 +42,30 @@ def test_text_and_ids_pad_to_a_length_bucket():
     assert batch[0, :2].tolist() == ByteTokenizer().encode("ab") and batch[0, 2:].sum() == 0
 
 
+def walked(instances: list) -> np.ndarray:
+    """What parse gives by walking each instance, one at a time (the array check's reference)."""
+    return TOKENS.pad([TOKENS.check_ids(i, ids) for i, ids in enumerate(instances)])
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([5, True, 7], "instance 2, token 1: expected an integer token id, got boolean"),  # (numpy reads True as 1)
+    ([5, 6.0], "instance 2, token 1: expected an integer token id, got float"),
+    ([5, 260], "instance 2, token 1: id 260 is outside the vocabulary [0, 260)"),
+    ([-1], "instance 2, token 0: id -1 is outside the vocabulary"),
+    ([], "instance 2: empty sequence"),
+    ([0, 0], "instance 2: sequence holds only padding (id 0)"),
+    ([5] * 33, "instance 2: sequence has 33 tokens, longer than max_len 32"),
+    ([[5]], "instance 2, token 0: expected an integer token id, got list"),
+    ("", "instance 2: empty text"),
+])
+def test_many_id_lists_are_checked_as_one_array_with_the_walks_answers(bad, message):
+    rows = [[5, 6, 7], list(range(1, 21))] + [[9, 8]] * 6  # ragged, many rows: the array check's case
+    assert np.array_equal(TOKENS.parse(rows), walked(rows)) and TOKENS.parse(rows).shape == (8, 32)
+    with pytest.raises(InvalidInput) as excinfo:
+        TOKENS.parse(rows[:2] + [bad] + rows[2:])
+    assert message in excinfo.value.message
+
+
 def test_token_requests_merge_right_padded_to_the_longest():
     merged = TOKENS.merge([np.array([[5, 6, 0, 0, 0, 0, 0, 0]]), np.array([[7] * 16, [8] * 16])])
     assert merged.shape == (3, 16) and merged[0].tolist() == [5, 6] + [0] * 14 and merged[2].tolist() == [8] * 16
