@@ -6,6 +6,7 @@ path hands the whole list to numpy once; only when that fails does a per-element
 instance. Large valid requests never pay for Python loops over values.
 """
 
+import contextlib
 import itertools
 import math
 from collections.abc import Sequence
@@ -202,10 +203,11 @@ class TokenSchema:
                 set(map(type, itertools.chain.from_iterable(instances))) == {int}:
             lengths = list(map(len, instances))
             if min(lengths) > 0 and max(lengths) <= self.max_len:
-                batch = self.pad(instances)  # (N, L)
-                if batch.min() >= 0 and batch.max() < self.vocab_size and \
-                        not (batch == self.pad_id).all(axis=1).any():
-                    return batch
+                with contextlib.suppress(OverflowError):  # (an id past int64: the walk says which)
+                    batch = self.pad(instances)  # (N, L)
+                    if batch.min() >= 0 and batch.max() < self.vocab_size and \
+                            not (batch == self.pad_id).all(axis=1).any():
+                        return batch
         sequences = []
         for i, instance in enumerate(instances):
             if isinstance(instance, str):

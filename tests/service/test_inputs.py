@@ -52,6 +52,8 @@ def walked(instances: list) -> np.ndarray:
     ([5, 6.0], "instance 2, token 1: expected an integer token id, got float"),
     ([5, 260], "instance 2, token 1: id 260 is outside the vocabulary [0, 260)"),
     ([-1], "instance 2, token 0: id -1 is outside the vocabulary"),
+    ([5, 2**70], "instance 2, token 1: id 1180591620717411303424 is outside the vocabulary"),  # (past int64)
+    ([-2**64], "instance 2, token 0: id -18446744073709551616 is outside the vocabulary"),
     ([], "instance 2: empty sequence"),
     ([0, 0], "instance 2: sequence holds only padding (id 0)"),
     ([5] * 33, "instance 2: sequence has 33 tokens, longer than max_len 32"),
