@@ -85,7 +85,7 @@ class ModelBatcher:
     async def _infer(self, batch: np.ndarray) -> np.ndarray:
         if self._config.batching and batch.shape[0] < self.max_rows:
             if self.background or not REQUESTS.alone():
-                return await self._queue.submit(batch)
+                return await self._queue.submit(batch, REQUESTS.waited())
             self._observe_wait(0.0)  # (it waited for nobody)
         chunks = [batch[i:i + self.max_rows] for i in range(0, batch.shape[0], self.max_rows)]
         seconds = sum(self._predict(chunk.shape) for chunk in chunks)

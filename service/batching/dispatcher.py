@@ -23,7 +23,8 @@ from service.errors import Overloaded
 class Job:
     rows: np.ndarray  # (N, F) or (N, L)
     future: asyncio.Future
-    arrived: float  # time.perf_counter()
+    arrived: float  # time.perf_counter() when queued (the queue-wait metric)
+    begun: float  # when uvicorn began the request, at or before `arrived` (shedding: its wait for the loop counts)
 
 
 class Dispatcher:
@@ -49,12 +50,14 @@ class Dispatcher:
         if self._controller is not None:
             self._controller.cancel()
 
-    async def submit(self, rows: np.ndarray) -> np.ndarray:
-        """Queue one request's rows (fewer than max_rows); its own outputs once its batch has run."""
+    async def submit(self, rows: np.ndarray, waited_s: float = 0.0) -> np.ndarray:
+        """Queue one request's rows (fewer than max_rows); its own outputs once its batch has run. `waited_s`: how
+        long it waited for the event loop before the service read it."""
         if self._controller is None:
             self._wake = asyncio.Condition()
             self._controller = asyncio.get_running_loop().create_task(self._control())
-        job = Job(rows, asyncio.get_running_loop().create_future(), time.perf_counter())
+        now = time.perf_counter()
+        job = Job(rows, asyncio.get_running_loop().create_future(), now, now - waited_s)
         self._queue.append(job)
         async with self._wake:
             self._wake.notify()
@@ -70,10 +73,10 @@ class Dispatcher:
         return seconds + (self._predict((rows, width)) if rows else 0.0)
 
     def _shed(self) -> None:
-        """While the first request's wait and the queue's predicted cost reach max_latency, the first is refused:
-        it would be answered too late anyway, and the requests behind it get their chance."""
+        """While the first request's wait (since uvicorn began it) and the queue's predicted cost reach max_latency,
+        the first is refused: it would be answered too late anyway, and the requests behind it get their chance."""
         now = time.perf_counter()
-        while len(self._queue) > 1 and now - self._queue[0].arrived + self.queued_seconds() >= self._max_latency_s:
+        while len(self._queue) > 1 and now - self._queue[0].begun + self.queued_seconds() >= self._max_latency_s:
             job = self._queue.popleft()
             if not job.future.done():
                 job.future.set_exception(Overloaded(

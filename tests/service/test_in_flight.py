@@ -121,6 +121,27 @@ def test_a_whole_batch_request_that_waited_past_the_budget_is_shed_not_served_la
         asyncio.run(request(0.2))
 
 
+def test_a_queued_request_that_waited_for_the_event_loop_past_the_budget_is_shed():
+    batcher = batcher_for(TimedEngine(seconds=0), max_latency_ms=100)
+    row = np.ones((1, 2), dtype=np.float32)  # queues: not alone in its worker
+
+    async def request(waited_s: float):
+        REQUESTS.tasks.add(asyncio.current_task())
+        REQUESTS.tasks.begun[asyncio.current_task()] -= waited_s  # as if uvicorn began it that long ago
+        return await batcher.infer(row)
+
+    async def crowd() -> list:
+        saved, REQUESTS.tasks = REQUESTS.tasks, BegunRequests()
+        REQUESTS.tasks.add("another")
+        try:
+            return await asyncio.gather(request(0.2), request(0.0), request(0.0), return_exceptions=True)
+        finally:
+            REQUESTS.tasks = saved
+
+    first, *others = asyncio.run(crowd())
+    assert isinstance(first, Overloaded) and all(o.shape == (1, 1) for o in others)
+
+
 @pytest.mark.parametrize("tasks, alone", [(("this",), True), (("this", "another"), False), (None, False)])
 def test_only_a_request_alone_in_its_worker_goes_straight_to_the_engine(tasks, alone):
     engine = TimedEngine(seconds=0)  # cheap: runs on the event loop, in the task that calls it
