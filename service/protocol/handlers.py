@@ -79,8 +79,7 @@ async def v2_infer(registry: ModelRegistry, route: PredictionRoute, inputs: list
                  "outputs": v2.format_outputs(model, outputs, requested_outputs)}
         if request_id is not None:
             reply["id"] = request_id
-        as_bytes = binary_output_names([t["name"] for t in reply["outputs"]], requested_outputs,
-                                                      parameters)
+        as_bytes = binary_output_names([t["name"] for t in reply["outputs"]], requested_outputs, parameters)
         version = model.version
         return binary_reply(reply, as_bytes, {VERSION_HEADER: version}) if as_bytes else json_reply(reply, version)
     except RequestError as error:
