@@ -13,7 +13,7 @@ import numpy as np
 
 from service.errors import InvalidInput
 from service.runtime.registry import ServedModel
-from service.runtime.schema import kind_of
+from service.runtime.schema import kind_of, past_any_float
 
 NUMERIC = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "INT16": np.int16,
            "INT8": np.int8, "UINT8": np.uint8}
@@ -50,6 +50,8 @@ def _first_unfit(values: list, datatype: str) -> str | None:
     for position, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"data must hold only {datatype} numbers; value {position} is {kind_of(value)}"
+        if past_any_float(value):
+            return f"value {position} is an integer of {value.bit_length()} bits, beyond {datatype}'s range"
         if info is None:
             continue
         if isinstance(value, float) and not value.is_integer():

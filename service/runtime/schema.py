@@ -9,6 +9,7 @@ instance. Large valid requests never pay for Python loops over values.
 import contextlib
 import itertools
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -22,6 +23,18 @@ from service.errors import InvalidInput
 from service.runtime.drift import TokenTrainingRange, TrainingRange
 
 TOKENIZER = ByteTokenizer()
+
+
+def past_any_float(value: Any) -> bool:
+    """Whether `value` is an integer beyond float64's range, which JSON allows and pydantic reads whole (orjson
+    refuses it), but which no float can hold: numpy raises OverflowError on it."""
+    return isinstance(value, int) and abs(value) > sys.float_info.max
+
+
+def past_float32(i: int, name: str, value: int) -> InvalidInput:
+    """The refusal of such an integer as instance i's feature `name`."""
+    return InvalidInput(f"instance {i}, feature {name!r}: an integer of {value.bit_length()} bits is beyond "
+                        "float32's range (±3.4e38)")
 
 
 def kind_of(value: Any) -> str:
@@ -127,7 +140,10 @@ class FeatureSchema:
                     seen_all &= code is not None
                     batch[i, j] = MISSING_CODE if code is None else code
                 elif isinstance(value, (int, float)):  # (booleans count as 0/1, as numpy reads them)
-                    batch[i, j] = value
+                    try:
+                        batch[i, j] = value
+                    except OverflowError:  # (an integer past any float; the try costs the others nothing)
+                        raise past_float32(i, column.name, value) from None
                 else:
                     raise InvalidInput(f"instance {i}, feature {column.name!r}: expected a number, got "
                                        f"{kind_of(value)} (null marks a missing value)")
@@ -184,6 +200,8 @@ class FeatureSchema:
                 if not isinstance(value, (int, float)):  # booleans count as 0/1, as numpy reads them
                     raise InvalidInput(f"instance {i}, feature {self.names[j]!r}: expected a number, "
                                        f"got {kind_of(value)}")
+                if past_any_float(value):
+                    raise past_float32(i, self.names[j], value)
         raise InvalidInput(f"instances must be lists of {len(self.names)} numbers ({', '.join(self.names)})")
 
 

@@ -79,6 +79,11 @@ FEATURE_CASES = {
     "OIP FP64 value past float32's range": ("/v2/models/regression/infer", {"inputs": [
         {"name": "features", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 1e308]}]}, 400,
         "instance 1, feature 'age_years': 1e+308 is beyond float32's range"),
+    "integer past any float": ("/v1/models/regression:predict", b'{"instances": [[1, 2], [1, 1' + b"0" * 400 + b"]]}",
+                               400, "instance 1, feature 'age_years': an integer of 1329 bits is beyond float32's"),
+    "OIP integer past any float": ("/v2/models/regression/infer", b'{"inputs": [{"name": "features", "shape": [1, 2], '
+                                   b'"datatype": "FP32", "data": [1, 1' + b"0" * 400 + b"]}]}", 400,
+                                   "input 'features': value 1 is an integer of 1329 bits, beyond FP32's range"),
     "OIP token id past 64 bits": ("/v2/models/transformer/infer", {"inputs": [
         {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [5, 2**64]}]}, 400,
         "input 'input_ids': 18446744073709551616 (value 1) is outside INT64's range"),

@@ -25,6 +25,7 @@ def test_feature_rows_and_objects_in_training_order():
     ([[1, 2], {"area": 1, "age": float("-inf")}], "instance 1, feature 'age': -inf is not a finite number"),
     # finite in JSON's float64, but the engine takes float32: it would have run on inf
     ([[1, 2], [3, 1e39]], "instance 1, feature 'age': 1e+39 is beyond float32's range"),
+    ([[1, 2], [3, 10**400]], "instance 1, feature 'age': an integer of 1329 bits is beyond float32's range"),
 ])
 def test_bad_feature_values_are_located(instances, message):
     with pytest.raises(InvalidInput) as excinfo:
@@ -114,6 +115,8 @@ def test_raw_values_become_numbers_codes_and_gaps():
     ([[1, "eu", 4], "x"], "instance 1: expected a list of 3 values (hp, origin, cyl) or an object keyed by feature "
                           "name, got string 'x'"),
     ([[float("inf"), "eu", 4]], "instance 0, feature 'hp': inf is not a finite number"),
+    # JSON allows an integer of any length, and pydantic reads it whole; numpy cannot make it a float
+    ([[1, "eu", 4], [-10**400, "eu", 4]], "instance 1, feature 'hp': an integer of 1329 bits is beyond float32's"),
 ])
 def test_bad_raw_values_name_instance_and_feature(instances, message):
     with pytest.raises(InvalidInput) as error:
