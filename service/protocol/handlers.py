@@ -59,7 +59,7 @@ def deadline_of(parameters: dict | None) -> float | None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
         raise InvalidInput(f"parameters.timeout must be a positive integer of microseconds, got {timeout!r}")
-    return timeout / 1e6
+    return min(timeout, 2**53) / 1e6  # (285 years: JSON allows an integer past any float, and none waits so long)
 
 
 async def v2_infer(registry: ModelRegistry, route: PredictionRoute, inputs: list, request_id: str | None,

@@ -116,6 +116,9 @@ def test_a_client_deadline_that_cannot_be_met_gets_504_before_the_engine_runs(se
     assert engine_calls(server, "transformer") == before  # refused before the engine spent anything on it
     ample = httpx.post(url, json={"inputs": [ids], "parameters": {"timeout": 10_000_000}}, headers=AUTH)
     assert ample.status_code == 200 and engine_calls(server, "transformer") == before + 1
+    endless = httpx.post(url, content=b'{"inputs": [%s], "parameters": {"timeout": 1%s}}'  # (past any float)
+                         % (json.dumps(ids).encode(), b"0" * 400), headers={**AUTH, "content-type": "application/json"})
+    assert endless.status_code == 200 and engine_calls(server, "transformer") == before + 2
     bad = httpx.post(url, json={"inputs": [ids], "parameters": {"timeout": "soon"}}, headers=AUTH)
     assert bad.status_code == 400 and "parameters.timeout must be a positive integer" in bad.json()["error"]
 
