@@ -2,7 +2,7 @@
 finite numbers in it, or a 4xx whose JSON says what is wrong; never a 5xx, and the server keeps serving.
 
 test_bad_input.py names each class of bad input one by one; this throws their combinations, and the values
-at the edges of the datatypes (2**31, 2**63, 2**64, 3.4e38, 1e308), at every route. Written on 2026-11-23, it
+at the edges of the datatypes (2**31, 2**63, 2**64, 3.4e38, 1e308, 10**400), at every route. Written on 2026-11-23, it
 found a 500 (a v2 datatype sent as a list) and, by hand beside it, three answers that were 200 and wrong: an
 INT32 tensor holding 2**40 (numpy wrapped it to 0), FP64 1e308 (inf once cast to the model's float32), and a
 regression sent 3e38 (an output of inf, written as null). Each is also a named case in test_bad_input.py."""
@@ -18,7 +18,8 @@ from tests.support import assert_still_serving
 BODIES = 400
 SEED = 20261123
 EDGES = [0, 1, -1, 5, 255, 259, 260, 2**31, -2**31 - 1, 2**40, 2**63, -2**63 - 1, 2**64, 0.5, 1.5, 3.4e38, -3.4e38,
-         1e39, 1e308, -1e308, 1e-320, True, False, None, "", "ab", "1.5", "FP64", "INT32", "BYTES", {}, [], [1, 2]]
+         1e39, 1e308, -1e308, 1e-320, 10**400, -10**400, True, False, None, "", "ab", "1.5", "FP64", "INT32", "BYTES",
+         {}, [], [1, 2]]  # (10**400: JSON allows it, pydantic reads it whole, no float holds it)
 VALID = {  # route: a body the server answers with 200
     "/v1/models/regression:predict": {"instances": [[100.0, 10.0], {"area_m2": 80, "age_years": 5}]},
     "/v1/models/mlp:predict": {"instances": [[0.5], [-1.0]]},
