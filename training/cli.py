@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--target", help="column to predict (with --data)")
     train.add_argument("--features", type=_names, help="comma-separated feature columns (default: every column but "
                                                         "the target)")
+    train.add_argument("--exclude", type=_names, help="comma-separated columns to leave out of the features (an "
+                                                       "identifier, free text, an empty column)")
     train.add_argument("--categorical", type=_names, help="comma-separated columns to read as categories, integer "
                                                            "codes among them (default: columns holding text)")
     train.add_argument("--numeric", type=_names, help="comma-separated columns to read as numbers (default: columns "
@@ -148,7 +150,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
                  "seed": args.seed, "compile": args.compile, "solver": args.solver}
     run(JobOptions(model=args.model, name=args.name, data=args.data, target=args.target, features=args.features,
-                   categorical=args.categorical, numeric=args.numeric,
+                   exclude=args.exclude, categorical=args.categorical, numeric=args.numeric,
                    task=args.task, config_file=args.config, overrides=overrides, run_dir=args.run_dir,
                    resume=args.resume, dry_run=args.dry_run, if_missing=args.if_missing))
     return 0

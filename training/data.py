@@ -5,6 +5,7 @@ holds one float per column (models/columns.py): a number (NaN where the cell is 
 Problems in user data raise DataError with one line naming the file, column and row.
 """
 
+import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class Dataset:
     """Tabular data: what each input column is (None: token sequences)."""
     dropped_rows: int = 0
     """Rows left out because their target was empty."""
+    dropped_rows_without_text: int = 0
+    """Token data: rows left out because their text was empty (a model cannot read nothing; the service refuses it)."""
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -135,7 +138,8 @@ def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, skipinitialspace=True)
+            delimiter = _delimiter(path)  # (a semicolon's files write decimal commas; a point still reads, as text)
+            frame = pd.read_csv(path, sep=delimiter, decimal="," if delimiter == ";" else ".", skipinitialspace=True)
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
@@ -149,6 +153,17 @@ def _read_table(path: Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise DataError(f"{path}: file has a header but no data rows")
     return frame
+
+
+def _delimiter(path: Path) -> str:
+    """The CSV's delimiter, told from its header line: a comma, else a semicolon (spreadsheets write those where the
+    comma is the decimal mark), tab or bar."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as file:
+        header = file.readline()
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:  # (one column, or no header line at all: pandas says what is wrong)
+        return ","
 
 
 def _where(path: Path, column: str, row: int) -> str:
@@ -199,7 +214,7 @@ def _categorical_column(path: Path, frame: pd.DataFrame, column: str, declared: 
         raise DataError(f"{path}: column {column!r} has {len(vocabulary)} distinct values in {len(present)} rows, "
                         f"too many to learn from as categories (the limit is half the rows and at most "
                         f"{MAX_CATEGORIES}); {numbers_hint}if it is an identifier or free text, leave it out with "
-                        "--features")
+                        f"--exclude {column}")
     code_of = {key: code for code, key in enumerate(vocabulary, start=1)}
     codes = np.array([MISSING_CODE if k is None else code_of[k] for k in keys], dtype=np.float64)
     return codes, Column(column, CATEGORICAL, vocabulary=tuple(vocabulary),
@@ -228,7 +243,7 @@ def _feature_columns(path: Path, frame: pd.DataFrame, features: list[str], categ
     values, columns = [], []
     for name in features:
         if frame[name].isna().all():
-            raise DataError(f"{path}: column {name!r} is empty in every row; leave it out with --features")
+            raise DataError(f"{path}: column {name!r} is empty in every row; leave it out with --exclude {name}")
         if _column_kind(path, frame, name, categorical, numeric) == CATEGORICAL:
             codes, column = _categorical_column(path, frame, name, declared=name in categorical)
         else:
@@ -269,6 +284,10 @@ def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tu
     names = sorted({category_key(v) for v in raw})  # (an integer column with gaps reads as floats: 1.0 -> '1')
     if len(names) < 2:
         raise DataError(f"{path}: column {column!r} holds a single class {names}; classification needs two or more")
+    if _too_many_categories(len(names), len(raw)):
+        raise DataError(f"{path}: column {column!r} has {len(names)} distinct values in {len(raw)} rows, too many "
+                        f"classes to learn from (the limit is half the rows and at most {MAX_CATEGORIES}); a number to "
+                        "predict is a regression (--task regression, with the regression or mlp model)")
     if task == "binary" and len(names) != 2:
         raise DataError(f"{path}: --task binary needs exactly 2 classes in {column!r}, "
                         f"found {len(names)}: {names[:10]}")
@@ -277,24 +296,27 @@ def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tu
 
 
 def _token_column(path: Path, frame: pd.DataFrame, column: str, max_len: int) -> np.ndarray:
+    """(N, max_len) token ids of a column whose empty cells are already left out."""
     tokenizer = ByteTokenizer()
+    sequences = [tokenizer.encode(str(text)) for text in frame[column]]
+    longest = max(map(len, sequences))
+    if longest > max_len:
+        row, first = next((row, len(s)) for row, s in zip(frame.index, sequences) if len(s) > max_len)
+        raise DataError(f"{_where(path, column, int(row) + 1)}: text is {first} byte tokens, longer than max_len "
+                        f"{max_len}; the longest text in the column is {longest}: set max_len under [model] in "
+                        "--config, or shorten the texts")
     ids = np.zeros((len(frame), max_len), dtype=np.int64)  # (N, L), 0 = padding
-    for i, (row, text) in enumerate(frame[column].items()):
-        if pd.isna(text) or str(text) == "":
-            raise DataError(f"{_where(path, column, int(row) + 1)}: empty text")
-        tokens = tokenizer.encode(str(text))
-        if len(tokens) > max_len:
-            raise DataError(f"{_where(path, column, int(row) + 1)}: text is {len(tokens)} byte tokens, "
-                            f"longer than max_len {max_len}")
+    for i, tokens in enumerate(sequences):
         ids[i, : len(tokens)] = tokens
     return ids
 
 
 def load_table(path: Path, target: str, features: list[str] | None, task: str, input_kind: str,
-               max_len: int = 64, categorical: list[str] | None = None, numeric: list[str] | None = None) -> Dataset:
+               max_len: int = 64, categorical: list[str] | None = None, numeric: list[str] | None = None,
+               exclude: list[str] | None = None) -> Dataset:
     """Load a user CSV/Parquet file. input_kind 'features' reads numeric and categorical columns (kinds inferred
-    unless declared in `categorical` / `numeric`); 'tokens' one text column. Rows whose target is empty are left
-    out and counted."""
+    unless declared in `categorical` / `numeric`); 'tokens' one text column. Rows whose target is empty, and token
+    rows whose text is empty, are left out and counted."""
     path = Path(path)
     frame = _read_table(path)
     columns = [str(c) for c in frame.columns]
@@ -302,9 +324,11 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
     if target not in columns:
         raise DataError(f"{path}: target column {target!r} not found; columns are {columns}")
     features = features or [c for c in columns if c != target]
-    unknown = [f for f in features if f not in columns]
-    if unknown:
-        raise DataError(f"{path}: feature column(s) {unknown} not found; columns are {columns}")
+    for what, names in (("feature column(s)", features), ("--exclude names column(s)", exclude or [])):
+        unknown = [f for f in names if f not in columns]
+        if unknown:
+            raise DataError(f"{path}: {what} {unknown} not found; columns are {columns}")
+    features = [f for f in features if f not in (exclude or [])]
     if target in features:
         raise DataError(f"{path}: column {target!r} is both the target and a feature")
     repeated = sorted({f for f in features if features.count(f) > 1})
@@ -328,10 +352,17 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
         raise DataError(f"{path}: {len(frame)} data rows with a target; a train/validation split needs at least "
                         f"{MIN_ROWS}")
 
-    columns = None
+    columns, dropped_without_text = None, 0
     if input_kind == "tokens":
         if len(features) != 1:
             raise DataError(f"{path}: the transformer reads one text column; got features {features}")
+        empty_text = (frame[features[0]].isna() | (frame[features[0]].astype(str) == "")).to_numpy()
+        if empty_text.all():
+            raise DataError(f"{path}: text column {features[0]!r} is empty in every row with a target")
+        frame, dropped_without_text = frame[~empty_text], int(empty_text.sum())
+        if len(frame) < MIN_ROWS:
+            raise DataError(f"{path}: {len(frame)} data rows with a target and a text; a train/validation split "
+                            f"needs at least {MIN_ROWS}")
         inputs = torch.tensor(_token_column(path, frame, features[0], max_len))
     else:
         matrix, columns = _feature_columns(path, frame, features, set(declared["--categorical"]),
@@ -342,7 +373,8 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
     if task == "regression":
         hint = " (to predict classes, say --task multiclass or --task binary)"
         y = torch.tensor(_numeric_column(path, frame, target, hint=hint), dtype=torch.float32).unsqueeze(1)  # (N, 1)
-        return Dataset(str(path), task, inputs, y, features, [target], columns=columns, dropped_rows=dropped)
+        return Dataset(str(path), task, inputs, y, features, [target], columns=columns, dropped_rows=dropped,
+                       dropped_rows_without_text=dropped_without_text)
     labels, class_names = _class_labels(path, frame, target, task)
     return Dataset(str(path), task, inputs, torch.tensor(labels), features, [target], class_names, columns=columns,
-                   dropped_rows=dropped)
+                   dropped_rows=dropped, dropped_rows_without_text=dropped_without_text)

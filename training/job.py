@@ -33,6 +33,8 @@ class JobOptions:
     data: Path | None = None
     target: str | None = None
     features: list[str] | None = None
+    exclude: list[str] | None = None
+    """Columns left out of the features (by default every column but the target)."""
     categorical: list[str] | None = None
     """Feature columns to read as categories (integer codes among them); others are inferred."""
     numeric: list[str] | None = None
@@ -63,13 +65,13 @@ def read_toml(path: Path) -> dict[str, dict[str, Any]]:
         raise ValueError(f"{path}: {', '.join(not_tables)} must be a table ([{not_tables[0]}] on a line of its own, "
                          "then key = value lines), not a value")
     data = values.get("data", {})
-    data_keys = sorted(set(data) - {"path", "target", "features", "categorical", "numeric", "task"})
+    data_keys = sorted(set(data) - {"path", "target", "features", "exclude", "categorical", "numeric", "task"})
     if data_keys:
-        raise ValueError(f"{path}: unknown [data] key(s) {data_keys}; use path, target, features, categorical, "
-                         "numeric, task")
+        raise ValueError(f"{path}: unknown [data] key(s) {data_keys}; use path, target, features, exclude, "
+                         "categorical, numeric, task")
     problems = [f"{key} must be a string, got {data[key]!r}" for key in ("path", "target", "task")
                 if key in data and not isinstance(data[key], str)]
-    for key in ("features", "categorical", "numeric"):
+    for key in ("features", "exclude", "categorical", "numeric"):
         names = data.get(key)
         if names is not None and not (isinstance(names, list) and all(isinstance(f, str) for f in names)):
             problems.append(f"{key} must be a list of column names, got {names!r}")
@@ -102,9 +104,13 @@ def load_dataset(opts: JobOptions, data_table: dict, task: str | None, max_len: 
         task = "regression" if models.input_kind(opts.model) == "features" else "multiclass"
     dataset = datasets.load_table(Path(path), target, features, task, models.input_kind(opts.model), max_len,
                                   categorical=opts.categorical or data_table.get("categorical"),
-                                  numeric=opts.numeric or data_table.get("numeric"))
+                                  numeric=opts.numeric or data_table.get("numeric"),
+                                  exclude=opts.exclude or data_table.get("exclude"))
     if dataset.dropped_rows:
         print(f"{path}: left out {dataset.dropped_rows} row(s) whose target {target!r} is empty")
+    if dataset.dropped_rows_without_text:
+        print(f"{path}: left out {dataset.dropped_rows_without_text} row(s) whose text {dataset.feature_names[0]!r} "
+              "is empty")
     if task == "multiclass" and dataset.class_names and len(dataset.class_names) == 2:
         dataset.task = "binary"
     return dataset

@@ -34,6 +34,8 @@ CASES = {
     "category column with a value per row": ("d.csv", "area,age,price,owner\n" + "".join(
         f"{50 + i},{i % 30},{100 + 2 * i},person{i}\n" for i in range(30)), [],
         "column 'owner' has 30 distinct values in 30 rows, too many to learn from as categories"),
+    "exclude naming no column": ("d.csv", GOOD_ROWS, ["--exclude", "rooms"],
+                                 "--exclude names column(s) ['rooms'] not found; columns are ['area', 'age', 'price']"),
     "categorical flag naming no feature": ("d.csv", GOOD_ROWS, ["--categorical", "colour"],
                                            "--categorical names ['colour'], which are not feature columns"),
     "column declared both ways": ("d.csv", GOOD_ROWS, ["--categorical", "age", "--numeric", "age"],
@@ -82,6 +84,8 @@ TOML_CASES = {
     "list of the wrong things": ("mlp", '[model]\nhidden_sizes = [64, "x"]\n',
                                  "hidden_sizes must be a list of integers, got [64, 'x']"),
     "value where a table belongs": ("regression", "model = 5\n", "c.toml: model must be a table"),
+    "exclude not a list": ("regression", '[data]\nexclude = "id"\n',
+                           "invalid [data]: exclude must be a list of column names, got 'id'"),
     "data path not a string": ("regression", "[data]\npath = 5\n", "invalid [data]: path must be a string, got 5"),
     "vocabulary smaller than the data's ids": ("transformer", "[model]\nvocab_size = 10\n",
                                                "[model] vocab_size 10 is too small for the data, which holds token id"),

@@ -48,17 +48,54 @@ def test_csv_and_parquet_load_the_same(tmp_path):
     assert csv.feature_names == ["a", "b"] and csv.class_names == ["x", "y"]
 
 
-def test_text_column_becomes_padded_byte_tokens(tmp_path):
-    pd.DataFrame({"text": ["ab", "hello"] * 6, "label": [0, 1] * 6}).to_csv(tmp_path / "t.csv", index=False)
+def test_excluded_columns_are_left_out_of_the_features(tmp_path):
+    frame = pd.DataFrame({"id": [f"row{i}" for i in range(20)], "a": range(20), "empty": None, "y": range(20)})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    ds = data.load_table(tmp_path / "t.csv", "y", None, "regression", "features", exclude=["id", "empty"])
+    assert ds.feature_names == ["a"] and ds.inputs.shape == (20, 1)
+
+
+def test_a_semicolon_csv_loads_as_the_comma_one(tmp_path):
+    """Spreadsheets where the comma is the decimal mark write `;` between fields; text may hold commas, and a
+    column written with decimal points still reads as numbers."""
+    frame = pd.DataFrame({"a": [i / 4 for i in range(20)], "b": [i / 8 for i in range(20)],
+                          "note": ["x, y", "z"] * 10, "label": ["p", "q"] * 10})
+    frame.to_csv(tmp_path / "comma.csv", index=False)
+    frame.assign(a=frame["a"].map(lambda v: f"{v:g}".replace(".", ","))).to_csv(tmp_path / "semicolon.csv",
+                                                                                  index=False, sep=";")
+    comma = data.load_table(tmp_path / "comma.csv", "label", None, "binary", "features")
+    semicolon = data.load_table(tmp_path / "semicolon.csv", "label", None, "binary", "features")
+    assert [c.kind for c in semicolon.columns] == ["numeric", "numeric", "categorical"]
+    assert torch.equal(comma.inputs, semicolon.inputs) and semicolon.columns[2].vocabulary == ("x, y", "z")
+
+
+def test_text_column_becomes_padded_byte_tokens_and_empty_texts_are_left_out(tmp_path):
+    texts = ["ab", "hello", None, "", "ab"] * 4
+    pd.DataFrame({"text": texts, "label": [0, 1] * 10}).to_csv(tmp_path / "t.csv", index=False)
     ds = data.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=8)
     assert ds.inputs.shape == (12, 8) and ds.inputs[0].tolist() == ByteTokenizer().encode("ab") + [0] * 6
+    assert ds.dropped_rows_without_text == 8 and ds.targets.tolist()[:3] == [0, 1, 0]
+
+
+def test_text_longer_than_max_len_names_the_longest_and_the_setting(tmp_path):
+    pd.DataFrame({"text": ["ab", "x" * 9, "y" * 20] * 4, "label": [0, 1, 1] * 4}).to_csv(tmp_path / "t.csv",
+                                                                                       index=False)
+    with pytest.raises(data.DataError, match=r"row 2 \(line 3\): text is 9 byte tokens, longer than max_len 8; "
+                                             r"the longest text in the column is 20: set max_len under \[model\]"):
+        data.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=8)
+
+
+def test_a_number_to_predict_is_not_taken_for_classes(tmp_path):
+    pd.DataFrame({"x": range(40), "y": [i * 0.37 for i in range(40)]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(data.DataError, match="'y' has 40 distinct values in 40 rows, too many classes .* regression"):
+        data.load_table(tmp_path / "t.csv", "y", None, "multiclass", "features")
 
 
 @pytest.mark.parametrize("content, message", [
     ("a,b,y\n" + "1,2,3\n" * 9 + "1,oops,3\n", "column 'b', row 10 (line 11): 'oops' is not a number"),
-    ("a,b,y\n" + "1,,3\n" * 11, "column 'b' is empty in every row; leave it out with --features"),
+    ("a,b,y\n" + "1,,3\n" * 11, "column 'b' is empty in every row; leave it out with --exclude b"),
     ("a,b,y\n" + "".join(f"1,id{i},3\n" for i in range(30)),
-     "column 'b' has 30 distinct values in 30 rows, too many to learn from as categories"),
+     "column 'b' has 30 distinct values in 30 rows, too many to learn from as categories .* --exclude b"),
     ("a,b,y\n" + "1,2,\n" * 11, "target column 'y' is empty in every row"),
     ("a,b,y\n" + "1,2,3\n" * 10 + "1,2,inf\n", "column 'y', row 11 (line 12): 'inf' is not a finite number"),
 ])
