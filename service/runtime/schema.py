@@ -72,7 +72,7 @@ class FeatureSchema:
         """Instances -> float32 (N, F): rows as lists in training order, or objects keyed by feature name.
 
         Numbers stay numbers (JSON booleans read as 0/1, as numpy and pandas read them); a category becomes its
-        code; a missing value (null) becomes NaN, or code 0 in a categorical column, where the model imputes.
+        code; a missing value (null or "") becomes NaN, or code 0 in a categorical column, where the model imputes.
         """
         batch = None if self.has_categories else self._numeric(instances)  # lists of numbers: no Python pass at all
         if batch is None:
@@ -133,7 +133,7 @@ class FeatureSchema:
             self._check_row_shape(i, row, "values" if self.has_categories else "numbers")
             seen_all = True
             for j, (value, column) in enumerate(zip(row, self.columns)):
-                if value is None or (value == "" and column.is_categorical):
+                if value is None or value == "":  # (an empty cell, as a CSV's was in training)
                     batch[i, j] = MISSING_CODE if column.is_categorical else math.nan
                 elif column.is_categorical:
                     code = codes[j].get(self._category(i, column, value))

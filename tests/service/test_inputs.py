@@ -98,10 +98,10 @@ def test_raw_values_become_numbers_codes_and_gaps():
     registry = CollectorRegistry()
     counter = Counter("unseen", "instances with an unseen category", registry=registry)
     batch = tabular(counter).parse([{"hp": None, "origin": "jp", "cyl": 6}, [70, "mars", "4"], [80.5, None, None],
-                                    [1, "", 4]])
-    assert batch.dtype == np.float32 and np.isnan(batch[0, 0])
-    assert batch[:, 1:].tolist() == [[2, 2], [0, 1], [0, 0], [0, 1]]  # mars: unseen; None and "": missing
-    assert batch[1:, 0].tolist() == [70, 80.5, 1]
+                                    [1, "", 4], ["", "eu", ""]])
+    assert batch.dtype == np.float32 and np.isnan(batch[0, 0]) and np.isnan(batch[4, 0])  # "": a gap, as in a CSV
+    assert batch[:, 1:].tolist() == [[2, 2], [0, 1], [0, 0], [0, 1], [1, 0]]  # mars: unseen; None and "": missing
+    assert batch[1:4, 0].tolist() == [70, 80.5, 1]
     assert registry.get_sample_value("unseen_total") == 1  # one instance held an unseen category
 
 
