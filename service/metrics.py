@@ -39,7 +39,8 @@ MODEL_INFO = Gauge(
     ["model", "tag", "backend", "device"], multiprocess_mode="max")
 MODEL_LOAD_FAILURES = Counter(
     "modelserve_model_load_failures", "New versions that could not be served (the serving version kept), by model "
-    "and reason: checksum, missing_file, no_manifest, not_found, schema, load_error", ["model", "reason"])
+    "and reason: checksum, missing_file, no_manifest, not_found, schema, load_error, incompatible (it would break "
+    "the served version's clients)", ["model", "reason"])
 MODEL_READY = Gauge(
     "modelserve_model_ready", "1 once a configured model is loaded and warmed up in every live worker, else 0",
     ["model"], multiprocess_mode="livemin")

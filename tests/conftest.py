@@ -35,6 +35,15 @@ def store_snapshot(home: Path = SESSION_HOME) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()} if root.exists() else {}
 
 
+def copy_store(home: Path) -> None:
+    """The session's trained default models, their latest versions, into the store at `home`."""
+    for name in DEFAULT_MODELS:
+        source = SESSION_HOME / "models" / name
+        version = (source / "latest").read_text().strip()
+        shutil.copytree(source / version, home / "models" / name / version)
+        (home / "models" / name / "latest").write_text(version)
+
+
 def run_modelserve(*args: str, home: Path, cwd: Path, timeout: float = 300, env: dict | None = None,
                    launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run the real console entry point in a fresh process with its own BentoML home."""

@@ -4,8 +4,10 @@ A model whose version policy follows the store (the newest N versions, lifecycle
 verified (the sha256 of every file against its manifest), loaded, warmed up, and only then swapped in; requests
 already running finish on the version they started on, and a version no longer served is closed once they have. A
 version that fails any step leaves the served ones untouched, is logged once with its reason, counted in
-modelserve_model_load_failures_total, and is not tried again until its files change. Every worker runs its own
-watcher, so all of them switch within the interval.
+modelserve_model_load_failures_total, and is not tried again until its files change. So does a version that would
+break the served one's clients (other features or kinds, task, classes or outputs: lifecycle/versions.py), as a
+Triton model's config holds every version to its inputs; the repository API serves it when asked to by version.
+Every worker runs its own watcher, so all of them switch within the interval.
 """
 
 import asyncio
@@ -19,12 +21,13 @@ import bentoml
 
 from service import metrics
 from service.lifecycle.desired import UNLOADED, DesiredState
-from service.lifecycle.versions import ModelVersions, VersionPolicy, stored_versions
+from service.lifecycle.versions import ModelVersions, VersionPolicy, breaking_change, stored_versions
 from service.runtime.artifacts import ArtifactError
 from service.runtime.registry import free_memory
 
 log = logging.getLogger("modelserve")
 TICK_S = 1.0  # how soon a server's other workers follow a load or unload
+INCOMPATIBLE = "incompatible"
 
 
 def _fingerprint(path: Path) -> tuple:
@@ -86,13 +89,16 @@ class StoreWatcher:
         except KeyError as error:
             return f"model {name!r}: {error.args[0]}"
         have = {m.version: m for m in served.served} if served is not None else {}
+        # A version the store brought under an unchanged policy keeps the served one's clients; one a new policy or
+        # the repository API asks for is served as asked.
+        keep_contract_of = served.newest if served is not None and served.policy == policy else None
         if list(have) == wanted and served.policy == policy:
             return None
         loaded, problems = {}, []
         for version in wanted:
             model = have.get(version)
             if model is None:
-                model, problem = await self._load(name, f"{name}:{version}")
+                model, problem = await self._load(name, f"{name}:{version}", keep_contract_of)
                 if problem is not None:
                     problems.append(problem)
             if model is not None:
@@ -106,18 +112,25 @@ class StoreWatcher:
             free_memory()  # (what loading and warming up left)
         return "; ".join(problems) or None
 
-    async def _load(self, name: str, tag: str) -> tuple[object, str | None]:
+    async def _load(self, name: str, tag: str, keep_contract_of=None) -> tuple[object, str | None]:
         """(The version verified, loaded and warmed up, None), or (None, why not): a version that failed before is
-        not tried again until its files change."""
+        not tried again until its files change, nor one that breaks the contract of `keep_contract_of` (a served
+        version) until asked for without one."""
         if tag in self.loading:
             return None, f"{tag} is still loading"
         path = Path(await anyio.to_thread.run_sync(lambda: bentoml.models.get(tag).path))
         known = self.failed.get(tag)
-        if known is not None and known[2] == _fingerprint(path):
+        if known is not None and known[2] == _fingerprint(path) and (keep_contract_of or known[0] != INCOMPATIBLE):
             return None, known[1]
         self.loading.add(tag)
         try:
             candidate = await anyio.to_thread.run_sync(self.registry.load_version, tag)
+            change = keep_contract_of and breaking_change(keep_contract_of.manifest, candidate.manifest)
+            if change:
+                version = tag.split(":", 1)[1]
+                raise ArtifactError(f"it would break the clients of {keep_contract_of.artifacts.tag} ({change}); "
+                                    f"serve it on purpose: POST /v2/repository/models/{name}/load with "
+                                    f'{{"parameters": {{"version": "{version}"}}}}', INCOMPATIBLE)
             await self.registry.warm_up_one(candidate)
         except (ArtifactError, RuntimeError, KeyError, ValueError, OSError) as error:
             reason = reason_of(error)

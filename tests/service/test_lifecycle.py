@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from tests.conftest import SESSION_HOME, run_modelserve
+from tests.conftest import copy_store, run_modelserve
 from tests.servers import API_KEY, Server
 from tests.support import scrape, total
 
@@ -58,23 +58,25 @@ class SteadyLoad:
         self._thread.join(timeout=30)
 
 
-def copy_store(home) -> None:
-    for name in MODELS:
-        source = SESSION_HOME / "models" / name
-        version = (source / "latest").read_text().strip()
-        shutil.copytree(source / version, home / "models" / name / version)
-        (home / "models" / name / "latest").write_text(version)
-
-
-def tampered_copy(home, name: str, version: str, new_version: str) -> None:
-    """The serving version's files under a new version name, one byte of the ONNX file altered, made latest."""
+def copy_as(home, name: str, version: str, new_version: str, alter) -> None:
+    """A version's files under a new version name, altered by `alter(directory)`, made latest."""
     store = home / "models" / name
     shutil.copytree(store / version, store / new_version)
     model_yaml = store / new_version / "model.yaml"
     model_yaml.write_text(model_yaml.read_text().replace(version, new_version))
-    onnx = store / new_version / "model.onnx"
-    onnx.write_bytes(onnx.read_bytes()[:-1] + bytes([onnx.read_bytes()[-1] ^ 1]))
+    alter(store / new_version)
     (store / "latest").write_text(new_version)
+
+
+def flip_a_byte(directory) -> None:
+    onnx = directory / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-1] + bytes([onnx.read_bytes()[-1] ^ 1]))
+
+
+def rename_a_feature(directory) -> None:
+    """The same model, its second feature named otherwise: clients sending `age_years` would be refused."""
+    manifest = directory / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"age_years"', '"age"'))
 
 
 def test_a_retrained_version_goes_live_in_every_worker_and_a_tampered_one_is_refused(trained, tmp_path):
@@ -103,8 +105,10 @@ def test_a_retrained_version_goes_live_in_every_worker_and_a_tampered_one_is_ref
                 time.sleep(0.5)
             live_at = next(t for t, v, _, _ in load.regression if v == second)
             time.sleep(2)  # then every answer, from both workers, comes from the new version
-            tampered_copy(home, "regression", second, "tampered0000000")
+            copy_as(home, "regression", second, "tampered0000000", flip_a_byte)
             time.sleep(3)  # several watch intervals: the tampered version is looked at and refused
+            copy_as(home, "regression", second, "renamed00000000", rename_a_feature)
+            time.sleep(3)  # and so is one that would break the clients of the version served
         assert load.failures == []
         before = [answer for t, v, answer, _ in load.regression if v == first]
         after = [(v, answer, worker) for t, v, answer, worker in load.regression if t > live_at + 2]
@@ -120,14 +124,25 @@ def test_a_retrained_version_goes_live_in_every_worker_and_a_tampered_one_is_ref
         assert states[("regression", first)]["state"] == "UNAVAILABLE"
         refused = states[("regression", "tampered0000000")]
         assert refused["state"] == "UNAVAILABLE" and "sha256" in refused["reason"], refused
+        incompatible = states[("regression", "renamed00000000")]
+        assert incompatible["state"] == "UNAVAILABLE" and "features ['area_m2', 'age_years'] -> ['area_m2', 'age']" \
+            in incompatible["reason"], incompatible
         samples = scrape(server.url)
         assert total(samples, "modelserve_model_load_failures_total", model="regression", reason="checksum") >= 1
+        assert total(samples, "modelserve_model_load_failures_total", model="regression", reason="incompatible") >= 1
         for version in (first, second):  # each version's engine time apart, as one replaced the other
             assert total(samples, "modelserve_inference_seconds_count", model="regression", version=version) > 0
         answer = httpx.post(f"{server.url}/v1/models/regression:predict", json={"instances": [ROW]}, headers=headers)
         assert answer.status_code == 200 and answer.headers["X-Model-Version"] == second
         assert httpx.post(f"{server.url}/v2/repository/index", json={}).status_code == 401  # behind the API key
         assert server.log().count("tampered0000000 not served") == 2  # once per worker, not once per look
+        assert server.log().count("renamed00000000 not served (incompatible)") == 2
+        # Asked for on purpose, the incompatible version serves, with its own feature names, in both workers.
+        loaded = httpx.post(f"{server.url}/v2/repository/models/regression/load", headers=headers,
+                            json={"parameters": {"version": "renamed00000000"}})
+        assert loaded.status_code == 200, loaded.text
+        assert answers_from_both_workers(server.url, "regression", 200, headers, version="renamed00000000",
+                                         instance={"area_m2": ROW[0], "age": ROW[1]})
     finally:
         server.stop()
 
@@ -144,13 +159,13 @@ def workers_rss(server: Server) -> list[int]:
 
 
 def answers_from_both_workers(url: str, model: str, status: int, headers: dict, within_s: float = 10,
-                              version: str | None = None) -> bool:
-    """Whether requests to `model` answer `status` (from `version`, where given) from both workers (told apart by
-    their request ids' prefixes)."""
+                              version: str | None = None, instance=None) -> bool:
+    """Whether requests to `model` (of `instance`, else the model's usual one) answer `status` (from `version`, where
+    given) from both workers (told apart by their request ids' prefixes)."""
     deadline, seen = time.monotonic() + within_s, set()
     with httpx.Client(headers=headers) as client:
         while time.monotonic() < deadline and len(seen) < 2:
-            reply = client.post(f"{url}/v1/models/{model}:predict", json={"instances": [INSTANCES[model]]},
+            reply = client.post(f"{url}/v1/models/{model}:predict", json={"instances": [instance or INSTANCES[model]]},
                                 headers={"Connection": "close"})  # a new connection each time: either worker
             if reply.status_code == status and version in (None, reply.headers.get("X-Model-Version")):
                 seen.add(reply.headers["X-Request-Id"].split("-")[0])
