@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 import models
+from models.manifest import breaking_change
 from training import data as datasets
 from training import distributed
 from training.artifacts import build_artifacts
@@ -21,7 +22,7 @@ from training.loop import TrainConfig, TrainResult, train
 from training.recipes import RECIPES
 from training.report import choices_table, metrics_table, print_table
 from training.solve import solve_least_squares
-from training.store import check_name, clean_staging, has_model, save_model
+from training.store import check_name, clean_staging, has_model, latest_manifest, save_model
 
 DRY_RUN_ROWS = 256
 
@@ -186,6 +187,12 @@ def publish(opts: JobOptions, name: str, task: str, result: TrainResult, train_s
                  "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
         if choices:
             print_table(choices_table(f"{name}: chosen for this data", choices))
+        previous = latest_manifest(name)
+        change = previous and breaking_change(previous[1], manifest)
+        if change:  # (said before saving: a server watching the store will keep serving the previous version)
+            print(f"{name}: this version would break the clients of {previous[0]} ({change}); a server watching "
+                  f"the store keeps serving that one until this one is loaded by version "
+                  f"(POST /v2/repository/models/{name}/load)")
         if opts.dry_run:
             print_table(metrics_table(f"{name} (dry run)", result.metrics, extra))
             print(f"dry run: {name} trained, exported and parity-checked; nothing saved to the model store")

@@ -7,6 +7,7 @@ has the whole model or none of it.
 """
 
 import errno
+import json
 import os
 import shutil
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
+
+from models.manifest import MANIFEST
 
 PROJECT_LABEL = {"project": "modelserve"}
 
@@ -87,4 +90,13 @@ def has_model(name: str) -> bool:
     return any(m.tag.name == name for m in list_models())
 
 
-__all__ = ["save_model", "list_models", "has_model", "store_root", "clean_staging"]
+def latest_manifest(name: str) -> tuple[str, dict] | None:
+    """(Tag, manifest) of the store's latest version of `name`, or None where it has none (or none of ours)."""
+    try:
+        model = bentoml.models.get(f"{name}:latest")
+        return str(model.tag), json.loads((Path(model.path) / MANIFEST).read_text())
+    except (bentoml.exceptions.NotFound, FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+__all__ = ["save_model", "list_models", "has_model", "latest_manifest", "store_root", "clean_staging"]

@@ -62,26 +62,6 @@ def stored_versions(name: str) -> list[str]:
     return [latest, *(m.tag.version for m in others)]
 
 
-def _contract(manifest: dict) -> dict:
-    """What clients of a version rest on: the inputs they send, and the answers they read."""
-    columns = manifest.get("columns") or ()
-    return {"input kind": manifest["input_kind"], "features": manifest["feature_names"],
-            "categorical columns": [f"{c['name']} ({c['value_type']})" for c in columns if c["kind"] == "categorical"],
-            "task": manifest["task"], "classes": manifest["class_names"],
-            "outputs": [f"{o['name']} {o['shape']}" for o in manifest["outputs"]]}
-
-
-def breaking_change(served: dict, candidate: dict) -> str | None:
-    """How the `candidate` version's manifest breaks what clients of the `served` one send or read, or None. A
-    vocabulary may change (an unseen category is served as missing), and a longer max_len refuses nothing."""
-    old, new = _contract(served), _contract(candidate)
-    changes = [f"{what} {old[what]} -> {new[what]}" for what in old if old[what] != new[what]]
-    old_len, new_len = (m["inputs"][0].get("max_len") or 0 for m in (served, candidate))
-    if new_len < old_len:
-        changes.append(f"max_len {old_len} -> {new_len}")
-    return "; ".join(changes) or None
-
-
 def key_fraction(key: bytes) -> float:
     """A routing key's place in [0, 1): the same in every worker and every run (Python's hash() is salted)."""
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64

@@ -19,9 +19,10 @@ from pathlib import Path
 import anyio
 import bentoml
 
+from models.manifest import breaking_change
 from service import metrics
 from service.lifecycle.desired import UNLOADED, DesiredState
-from service.lifecycle.versions import ModelVersions, VersionPolicy, breaking_change, stored_versions
+from service.lifecycle.versions import ModelVersions, VersionPolicy, stored_versions
 from service.runtime.artifacts import ArtifactError
 from service.runtime.registry import free_memory
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from service.lifecycle.shadow import disagreement
-from service.lifecycle.versions import ModelVersions, VersionPolicy, breaking_change, key_fraction
+from service.lifecycle.versions import ModelVersions, VersionPolicy, key_fraction
 from tests.conftest import copy_store, run_modelserve
 from tests.servers import API_KEY, Server
 from tests.support import scrape, total
@@ -39,35 +39,6 @@ def test_a_policy_serves_the_newest_versions_or_the_named_ones_and_refuses_a_ver
     for bad in [{"weights": {"a": -1}}, {"weights": {"a": 0}}, {"shadow_share": 0}, {"latest": 0}, {"other": 1}]:
         with pytest.raises(ValueError):
             VersionPolicy.model_validate(bad)
-
-
-def manifest(columns=(("size", "numeric"), ("city", "categorical")), classes=("a", "b", "c"), max_len=None,
-             vocabulary=("x", "y")) -> dict:
-    return {"input_kind": "features" if max_len is None else "tokens", "feature_names": [n for n, _ in columns],
-            "columns": [{"name": n, "kind": k, "value_type": "string", "vocabulary": list(vocabulary)}
-                        for n, k in columns],
-            "task": "multiclass", "class_names": list(classes), "inputs": [{"max_len": max_len}],
-            "outputs": [{"name": "probabilities", "shape": [-1, len(classes)]}]}
-
-
-@pytest.mark.parametrize("candidate, change", [
-    (manifest(vocabulary=("x", "y", "z")), None),  # an unseen category is served as missing
-    (manifest(columns=(("city", "categorical"), ("size", "numeric"))),
-     "features ['size', 'city'] -> ['city', 'size']"),  # rows sent as lists would mean something else
-    (manifest(columns=(("size", "numeric"), ("city", "numeric"))),
-     "categorical columns ['city (string)'] -> []"),
-    (manifest(classes=("a", "b")), "classes ['a', 'b', 'c'] -> ['a', 'b']; outputs ['probabilities [-1, 3]'] -> "
-                                   "['probabilities [-1, 2]']"),
-])
-def test_a_version_that_changes_what_clients_send_or_read_is_a_breaking_change(candidate, change):
-    assert breaking_change(manifest(), candidate) == change
-
-
-def test_a_shorter_max_len_breaks_clients_and_a_longer_one_does_not():
-    tokens = manifest(columns=(("text", "numeric"),), max_len=64)
-    assert breaking_change(tokens, manifest(columns=(("text", "numeric"),), max_len=128)) is None
-    assert breaking_change(tokens, manifest(columns=(("text", "numeric"),), max_len=32)) == "max_len 64 -> 32"
-    assert breaking_change(manifest(), tokens).startswith("input kind features -> tokens")
 
 
 def test_weights_split_requests_and_a_routing_key_always_lands_on_the_same_version():

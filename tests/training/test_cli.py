@@ -1,6 +1,5 @@
 """The train command on user files, TOML configs and --dry-run, through the real entry point."""
 
-import json
 import subprocess
 import sys
 
@@ -9,12 +8,11 @@ import pandas as pd
 
 from tests.conftest import REPO, run_modelserve, store_snapshot
 from training.cli import main
-from training.store import list_models
+from training.store import latest_manifest as latest_in_store
 
 
 def latest_manifest(name: str) -> dict:
-    model = next(m for m in list_models() if m.tag.name == name)
-    return json.loads(open(f"{model.path}/manifest.json").read())
+    return latest_in_store(name)[1]
 
 
 def test_mlp_multiclass_on_user_csv(tmp_path):
@@ -72,6 +70,20 @@ def test_toml_data_keys_declare_column_kinds_and_train_keys_win_over_choices(tmp
     assert grade_column["value_type"] == "integer" and size_column["kind"] == "numeric"
     assert manifest["train_config"]["solver"] == "gradient"  # [train] set it: no choice overrides it
     assert [c["setting"] for c in manifest["choices"]] == ["refit"]
+
+
+def test_a_version_that_would_break_the_clients_of_the_latest_is_said(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "y": rng.normal(size=40)}) \
+        .to_csv(tmp_path / "d.csv", index=False)
+    args = ["train", "regression", "--name", "contract", "--data", str(tmp_path / "d.csv"), "--target", "y",
+            "--run-dir", str(tmp_path / "run")]
+    assert main(args) == 0
+    first = latest_in_store("contract")[0]
+    assert "would break" not in capsys.readouterr().out
+    assert main(args + ["--exclude", "b"]) == 0
+    assert f"contract: this version would break the clients of {first} (features ['a', 'b'] -> ['a'])" \
+        in capsys.readouterr().out
 
 
 def test_toml_with_unknown_table_is_refused(tmp_path, capsys):
