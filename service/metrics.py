@@ -37,10 +37,11 @@ REJECTED_REQUESTS = Counter(
 MODEL_INFO = Gauge(
     "modelserve_model_info", "1 for each loaded model: its tag, backend and device",
     ["model", "tag", "backend", "device"], multiprocess_mode="max")
+LOAD_FAILURE_REASONS = ("checksum", "missing_file", "no_manifest", "not_found", "schema", "load_error", "incompatible")
 MODEL_LOAD_FAILURES = Counter(
     "modelserve_model_load_failures", "New versions that could not be served (the serving version kept), by model "
-    "and reason: checksum, missing_file, no_manifest, not_found, schema, load_error, incompatible (it would break "
-    "the served version's clients)", ["model", "reason"])
+    f"and reason: {', '.join(LOAD_FAILURE_REASONS)} (it would break the served version's clients); each at 0 from "
+    "the start, so that increase() sees a first failure", ["model", "reason"])
 MODEL_READY = Gauge(
     "modelserve_model_ready", "1 once a configured model is loaded and warmed up in every live worker, else 0",
     ["model"], multiprocess_mode="livemin")

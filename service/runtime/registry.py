@@ -109,6 +109,8 @@ class ModelRegistry:
 
     def load(self) -> None:
         for name, policy in self.policies.items():
+            for reason in metrics.LOAD_FAILURE_REASONS:
+                metrics.MODEL_LOAD_FAILURES.labels(model=name, reason=reason)
             try:
                 versions = policy.wanted(stored_versions(name))
                 self.models[name] = ModelVersions([self.load_version(f"{name}:{v}") for v in versions], policy)

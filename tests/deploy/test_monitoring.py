@@ -20,7 +20,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
 
 def test_promtool_check_rules_and_config():
     checked = promtool("check", "rules", "alerts.yml")
-    assert checked.returncode == 0 and "SUCCESS: 7 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "SUCCESS: 8 rules found" in checked.stdout, checked.stdout + checked.stderr
     config = promtool("check", "config", "prometheus.yml")
     assert config.returncode == 0, config.stdout + config.stderr
 
