@@ -1,7 +1,8 @@
 """Real tabular data, as a user brings it: trained by `modelserve train`, served, and scored through the service.
 
 The sets ship with test dependencies (benchmarks/real_data.py): scikit-learn's wine, digits and iris, and
-vega_datasets' cars, with gaps (Horsepower), a categorical column (Origin) and rows without a target.
+vega_datasets' cars, with gaps (Horsepower), a categorical column (Origin) and rows without a target, barley (two
+text columns) and seattle-weather (five imbalanced classes).
 """
 
 import numpy as np

@@ -40,20 +40,18 @@ def classes(counts: list[int]) -> Dataset:
                    [str(c) for c in range(len(counts))])
 
 
-def test_small_imbalanced_data_gets_the_mlp_settings_and_each_says_why():
+def test_small_data_gets_the_mlp_settings_each_saying_why_and_imbalanced_classes_stay_unweighted():
     config, chosen = choose("mlp", classes([90, 10]), TrainConfig(), set(), user_data=True)
     settings = {c.setting: c.value for c in chosen}
-    assert settings == {"weight_decay": 0.1, "batch_size": 32, "epochs": 200, "patience": 30, "refit": True,
-                        "class_weight": "balanced"}
-    assert (config.weight_decay, config.refit, config.class_weight) == (0.1, True, "balanced")
-    assert all(c.why for c in chosen) and "90 rows in the largest, 10 in the smallest" in chosen[-1].why
+    assert settings == {"weight_decay": 0.1, "batch_size": 32, "epochs": 200, "patience": 30, "refit": True}
+    assert (config.weight_decay, config.refit, config.class_weight) == (0.1, True, "none")  # as scikit-learn's
+    assert all(c.why for c in chosen) and "100 training rows" in chosen[0].why
 
 
 def test_what_the_user_set_is_kept_and_built_in_data_keeps_its_recipe():
     config, chosen = choose("mlp", classes([50, 50]), TrainConfig(weight_decay=0.0, epochs=7),
                             {"weight_decay", "epochs"}, user_data=True)
     assert (config.weight_decay, config.epochs) == (0.0, 7)
-    assert "class_weight" not in {c.setting for c in chosen}  # balanced classes
     assert choose("mlp", classes([50, 50]), TrainConfig(), set(), user_data=False)[1] == []
     config, chosen = choose("regression", classes([5, 5]), TrainConfig(), {"solver"}, user_data=True)
     assert config.solver == "gradient" and [c.setting for c in chosen] == ["refit"]
