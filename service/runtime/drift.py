@@ -17,7 +17,6 @@ class TrainingRange:
             raise ValueError(f"training_range has {len(low)} minima and {len(high)} maxima for {len(names)} features")
         self.low = np.array(low, dtype=np.float32)  # (F,)
         self.high = np.array(high, dtype=np.float32)  # (F,)
-        self._names = names
         self._counters = [metrics.INPUTS_OUTSIDE_TRAINING_RANGE.labels(model=model, feature=n) for n in names]
 
     @classmethod
