@@ -10,7 +10,7 @@ accuracy, benchmarks/real_data.py); `class_weight = "balanced"` under [train] as
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from training.data import Dataset
+from training.data import CHOSEN_MAX_LEN, Dataset
 from training.loop import TrainConfig
 
 SMALL_DATA_ROWS = 10_000
@@ -51,3 +51,10 @@ def choose(model_name: str, train: Dataset, config: TrainConfig, user_set: set[s
         pick("refit", True, "the validation split picks the epoch count, then the model trains again on all "
                             "training rows for that many epochs: small data cannot spare a fifth of its rows")
     return replace(config, **{c.setting: c.value for c in choices}), choices
+
+
+def fitted_max_len(dataset: Dataset) -> Choice:
+    """The max_len a user's texts were padded to where [model] sets none (training/data.py, CHOSEN_MAX_LEN)."""
+    longest = int((dataset.inputs != 0).sum(dim=1).max())
+    return Choice("max_len", dataset.inputs.shape[1], f"the longest text is {longest} byte tokens: the smallest "
+                                                      f"power of two from {CHOSEN_MAX_LEN[0]} that holds it")

@@ -17,7 +17,7 @@ from models.manifest import breaking_change
 from training import data as datasets
 from training import distributed
 from training.artifacts import build_artifacts
-from training.choices import Choice, choose
+from training.choices import Choice, choose, fitted_max_len
 from training.loop import TrainConfig, TrainResult, train
 from training.recipes import RECIPES
 from training.report import choices_table, metrics_table, print_table
@@ -225,15 +225,22 @@ def run(opts: JobOptions) -> str | None:
         raise ValueError(f"--task must be one of {', '.join(models.TASKS)}, got {task!r}")
     if task is not None:
         check_task(opts.model, task)  # before reading any data: the cheapest problem to report
-    max_len = {**recipe.model, **toml.get("model", {})}.get("max_len", 64)
+    user_data = bool(opts.data or toml.get("data", {}).get("path"))
+    model_table = dict(toml.get("model", {}))
+    fit_max_len = user_data and "max_len" not in model_table  # (a user's texts: max_len chosen for the longest)
+    max_len = None if fit_max_len else {**recipe.model, **model_table}.get("max_len", 64)
     dataset = load_dataset(opts, toml.get("data", {}), task, max_len)
     check_task(opts.model, dataset.task)
+    max_len_choice = []
+    if fit_max_len and models.input_kind(opts.model) == "tokens":
+        max_len_choice = [fitted_max_len(dataset)]
+        model_table["max_len"] = max_len_choice[0].value
     if opts.dry_run:
         dataset = dataset.subset(torch.arange(min(len(dataset), DRY_RUN_ROWS)))
     train_split, val_split = datasets.fit_columns(*dataset.split(config.val_fraction, config.seed))
-    model_cfg = model_config(opts.model, train_split, recipe.model, toml.get("model", {}))
-    user_data = bool(opts.data or toml.get("data", {}).get("path"))
+    model_cfg = model_config(opts.model, train_split, recipe.model, model_table)
     config, choices = choose(opts.model, train_split, config, user_set, user_data)
+    choices += max_len_choice
     if opts.dry_run:
         config = TrainConfig(**{**vars(config), "epochs": 1})
 

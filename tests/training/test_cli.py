@@ -32,8 +32,8 @@ def test_mlp_multiclass_on_user_csv(tmp_path):
     assert manifest["metrics"]["accuracy"] > 0.9
 
 
-def test_transformer_on_user_text_parquet_detects_binary(tmp_path):
-    texts = ["good day", "bad day", "good food", "bad food", "so good", "so bad"] * 10
+def test_transformer_on_user_text_parquet_detects_binary_and_fits_max_len_to_the_longest_text(tmp_path):
+    texts = ["good day", "bad day", "good food", "bad food", "so good", "so bad"] * 10 + ["a good " + "x" * 60]
     labels = ["pos" if "good" in t else "neg" for t in texts]
     pd.DataFrame({"review": texts, "sentiment": labels}).to_parquet(tmp_path / "reviews.parquet")
     code = main(["train", "transformer", "--name", "reviews", "--data", str(tmp_path / "reviews.parquet"),
@@ -42,6 +42,8 @@ def test_transformer_on_user_text_parquet_detects_binary(tmp_path):
     manifest = latest_manifest("reviews")
     assert manifest["task"] == "binary" and manifest["class_names"] == ["neg", "pos"]
     assert manifest["data"]["source"].endswith("reviews.parquet")
+    assert manifest["model_config"]["max_len"] == manifest["inputs"][0]["max_len"] == 128  # 67 byte tokens
+    assert {"setting": "max_len", "value": 128} in [{k: c[k] for k in ("setting", "value")} for c in manifest["choices"]]
 
 
 def test_toml_config_sets_model_and_training_fields_and_flags_win(tmp_path):
