@@ -4,10 +4,11 @@ scikit-learn's own pipeline on the same split.
 Each set is one a package ships (nothing is downloaded): scikit-learn's bundled wine, digits and iris (multiclass,
 the `mlp` model), and vega_datasets' cars (Miles_per_Gallon, the `regression` model; Horsepower has gaps, Origin is
 categorical, and 8 rows have no target), barley (yield from two text columns and the year, `regression`) and
-seattle-weather (the day's weather from its measurements, five imbalanced classes, `mlp`; the date left out). Split 75/25 with seed 0. modelserve trains with `modelserve train` on the
-75 % as a CSV file with its defaults; the held-out rows go to `POST /v1/models/{name}:predict` as raw objects
-(strings, null for a gap). scikit-learn fits median imputer + scaler + one-hot + LinearRegression /
-LogisticRegression on the same 75 %. The target: modelserve's score >= scikit-learn's - 0.01.
+seattle-weather (the day's weather from its measurements, five imbalanced classes, `mlp`; the date left out).
+Split 75/25 with seed 0. modelserve trains with `modelserve train` on the 75 % as a CSV file with its defaults; the
+held-out rows go to `POST /v1/models/{name}:predict` as raw objects (strings, null for a gap). scikit-learn fits
+median imputer + scaler + one-hot + LinearRegression / LogisticRegression on the same 75 %. The target: modelserve's
+score >= scikit-learn's - 0.01.
 
     python benchmarks/real_data.py                      # every set, results in benchmarks/results/real_data.*
     python benchmarks/real_data.py --sets cars,iris     # some of them

@@ -4,6 +4,7 @@ Nothing reaches the store unless every step succeeded; all files are built in a 
 directory first and published with one rename (training/store.py).
 """
 
+import contextlib
 import tempfile
 import tomllib
 from dataclasses import dataclass, fields
@@ -187,8 +188,9 @@ def publish(opts: JobOptions, name: str, task: str, result: TrainResult, train_s
                  "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
         if choices:
             print_table(choices_table(f"{name}: chosen for this data", choices))
-        previous = latest_manifest(name)
-        change = previous and breaking_change(previous[1], manifest)
+        previous, change = latest_manifest(name), None
+        with contextlib.suppress(KeyError):  # (a manifest of another layout: nothing to compare with)
+            change = previous and breaking_change(previous[1], manifest)
         if change:  # (said before saving: a server watching the store will keep serving the previous version)
             print(f"{name}: this version would break the clients of {previous[0]} ({change}); a server watching "
                   f"the store keeps serving that one until this one is loaded by version "
