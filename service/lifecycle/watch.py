@@ -5,7 +5,7 @@ verified (the sha256 of every file against its manifest), loaded, warmed up, and
 already running finish on the version they started on, and a version no longer served is closed once they have. A
 version that fails any step leaves the served ones untouched, is logged once with its reason, counted in
 modelserve_model_load_failures_total, and is not tried again until its files change. So does a version that would
-break the served one's clients (other features or kinds, task, classes or outputs: lifecycle/versions.py), as a
+break the served one's clients (other features or kinds, task, classes or outputs: models/manifest.py), as a
 Triton model's config holds every version to its inputs; the repository API serves it when asked to by version.
 Every worker runs its own watcher, so all of them switch within the interval.
 """
