@@ -7,6 +7,7 @@ balanced weights trade accuracy for the rare classes' recall (on seattle-weather
 accuracy, benchmarks/real_data.py); `class_weight = "balanced"` under [train] asks for them.
 """
 
+import contextlib
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -53,8 +54,19 @@ def choose(model_name: str, train: Dataset, config: TrainConfig, user_set: set[s
     return replace(config, **{c.setting: c.value for c in choices}), choices
 
 
-def fitted_max_len(dataset: Dataset) -> Choice:
-    """The max_len a user's texts were padded to where [model] sets none (training/data.py, CHOSEN_MAX_LEN)."""
-    longest = int((dataset.inputs != 0).sum(dim=1).max())
-    return Choice("max_len", dataset.inputs.shape[1], f"the longest text is {longest} byte tokens: the smallest "
-                                                      f"power of two from {CHOSEN_MAX_LEN[0]} that holds it")
+def max_len_range(latest: dict | None) -> tuple[int, int]:
+    """Where the job fits max_len to a user's texts (where [model] sets none): from 32 to 512, and no shorter than
+    the latest version's in the store (`latest`: its manifest), whose clients' texts a shorter one would refuse."""
+    kept = 0
+    with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):  # (a manifest of another layout)
+        kept = int(latest["inputs"][0]["max_len"])
+    return max(CHOSEN_MAX_LEN[0], kept), max(CHOSEN_MAX_LEN[1], kept)
+
+
+def fitted_max_len(dataset: Dataset, shortest: int) -> Choice:
+    """The max_len a user's texts were padded to, fitted in max_len_range (`shortest`: its lower end)."""
+    longest, width = int((dataset.inputs != 0).sum(dim=1).max()), dataset.inputs.shape[1]
+    why = f"the longest text is {longest} byte tokens: the smallest power of two from {CHOSEN_MAX_LEN[0]} that holds it"
+    if width == shortest > CHOSEN_MAX_LEN[0]:
+        why = f"the latest version's, so that its clients' texts still fit (the longest text here is {longest})"
+    return Choice("max_len", width, why)

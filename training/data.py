@@ -21,8 +21,7 @@ MIN_ROWS = 10  # below this a train/validation split says nothing
 MAX_CATEGORIES = 1000
 """Most distinct values a categorical column may hold; also at most half its rows (see _too_many_categories)."""
 CHOSEN_MAX_LEN = (32, 512)
-"""The range of the max_len the job chooses for a user's text column: the smallest power of two holding its longest
-text (a longer one: max_len under [model])."""
+"""The range of the max_len the job chooses for a user's text column (training/choices.py: max_len_range)."""
 NUMERIC_SHARE_FOR_TYPOS = 0.9
 """A column whose values are at least this share numbers is read as numeric with a few bad cells, not as categories."""
 
@@ -298,15 +297,15 @@ def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tu
     return np.array([index[category_key(v)] for v in raw], dtype=np.int64), names
 
 
-def _token_column(path: Path, frame: pd.DataFrame, column: str, max_len: int | None) -> np.ndarray:
-    """(N, max_len) token ids of a column whose empty cells are already left out; max_len None: chosen for the
-    longest text (CHOSEN_MAX_LEN)."""
+def _token_column(path: Path, frame: pd.DataFrame, column: str, max_len: int | tuple[int, int]) -> np.ndarray:
+    """(N, L) token ids of a column whose empty cells are already left out. L: `max_len`, or where it is a range
+    (shortest, longest), the smallest power of two in it that holds the longest text."""
     tokenizer = ByteTokenizer()
     sequences = [tokenizer.encode(str(text)) for text in frame[column]]
     longest = max(map(len, sequences))
-    chosen = max_len is None
+    chosen = isinstance(max_len, tuple)
     if chosen:
-        max_len = min(CHOSEN_MAX_LEN[1], max(CHOSEN_MAX_LEN[0], 1 << (longest - 1).bit_length()))
+        max_len = min(max_len[1], max(max_len[0], 1 << (longest - 1).bit_length()))
     if longest > max_len:
         row, first = next((row, len(s)) for row, s in zip(frame.index, sequences) if len(s) > max_len)
         limit = f"{max_len} (the longest the job chooses)" if chosen else str(max_len)
@@ -320,10 +319,10 @@ def _token_column(path: Path, frame: pd.DataFrame, column: str, max_len: int | N
 
 
 def load_table(path: Path, target: str, features: list[str] | None, task: str, input_kind: str,
-               max_len: int | None = 64, categorical: list[str] | None = None, numeric: list[str] | None = None,
-               exclude: list[str] | None = None) -> Dataset:
+               max_len: int | tuple[int, int] = 64, categorical: list[str] | None = None,
+               numeric: list[str] | None = None, exclude: list[str] | None = None) -> Dataset:
     """Load a user CSV/Parquet file. input_kind 'features' reads numeric and categorical columns (kinds inferred
-    unless declared in `categorical` / `numeric`); 'tokens' one text column, padded to `max_len` (None: chosen for
+    unless declared in `categorical` / `numeric`); 'tokens' one text column, padded to `max_len` (a range: chosen for
     its longest text). Rows whose target is empty, and token rows whose text is empty, are left out and counted."""
     path = Path(path)
     frame = _read_table(path)

@@ -18,7 +18,7 @@ from models.manifest import breaking_change
 from training import data as datasets
 from training import distributed
 from training.artifacts import build_artifacts
-from training.choices import Choice, choose, fitted_max_len
+from training.choices import Choice, choose, fitted_max_len, max_len_range
 from training.loop import TrainConfig, TrainResult, train
 from training.recipes import RECIPES
 from training.report import choices_table, metrics_table, print_table
@@ -90,7 +90,8 @@ def train_config(recipe: dict, from_file: dict, overrides: dict) -> TrainConfig:
     return TrainConfig(**{**recipe, **from_file, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def load_dataset(opts: JobOptions, data_table: dict, task: str | None, max_len: int) -> datasets.Dataset:
+def load_dataset(opts: JobOptions, data_table: dict, task: str | None,
+                 max_len: int | tuple[int, int]) -> datasets.Dataset:
     recipe = RECIPES[opts.model]
     path = opts.data or data_table.get("path")
     if path is None:
@@ -230,12 +231,13 @@ def run(opts: JobOptions) -> str | None:
     user_data = bool(opts.data or toml.get("data", {}).get("path"))
     model_table = dict(toml.get("model", {}))
     fit_max_len = user_data and "max_len" not in model_table  # (a user's texts: max_len chosen for the longest)
-    max_len = None if fit_max_len else {**recipe.model, **model_table}.get("max_len", 64)
+    latest = latest_manifest(name) if fit_max_len else None
+    max_len = max_len_range(latest and latest[1]) if fit_max_len else {**recipe.model, **model_table}.get("max_len", 64)
     dataset = load_dataset(opts, toml.get("data", {}), task, max_len)
     check_task(opts.model, dataset.task)
     max_len_choice = []
     if fit_max_len and models.input_kind(opts.model) == "tokens":
-        max_len_choice = [fitted_max_len(dataset)]
+        max_len_choice = [fitted_max_len(dataset, shortest=max_len[0])]
         model_table["max_len"] = max_len_choice[0].value
     if opts.dry_run:
         dataset = dataset.subset(torch.arange(min(len(dataset), DRY_RUN_ROWS)))

@@ -1,12 +1,12 @@
-"""What the job chooses for the data it is given: least squares solved exactly, small-data and imbalance settings
-for the MLP, each only where the user did not set it."""
+"""What the job chooses for the data it is given: least squares solved exactly, small-data settings for the MLP,
+classes unweighted, max_len for a user's texts, each only where the user did not set it."""
 
 import numpy as np
 import pytest
 import torch
 
 import models
-from training.choices import choose
+from training.choices import choose, max_len_range
 from training.data import Dataset
 from training.loop import TrainConfig, balanced_class_weights
 from training.solve import solve_least_squares
@@ -55,6 +55,13 @@ def test_what_the_user_set_is_kept_and_built_in_data_keeps_its_recipe():
     assert choose("mlp", classes([50, 50]), TrainConfig(), set(), user_data=False)[1] == []
     config, chosen = choose("regression", classes([5, 5]), TrainConfig(), {"solver"}, user_data=True)
     assert config.solver == "gradient" and [c.setting for c in chosen] == ["refit"]
+
+
+def test_max_len_is_fitted_no_shorter_than_the_latest_versions():
+    assert max_len_range(None) == (32, 512)
+    assert max_len_range({"inputs": [{"max_len": 128}]}) == (128, 512)  # its clients' texts must still fit
+    assert max_len_range({"inputs": [{"max_len": 1024}]}) == (1024, 1024)  # (set under [model] before)
+    assert max_len_range({"format_version": 0}) == (32, 512)  # a manifest of another layout
 
 
 def test_balanced_class_weights_match_scikit_learn():

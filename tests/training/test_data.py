@@ -83,11 +83,13 @@ def test_text_longer_than_max_len_names_the_longest_and_the_setting(tmp_path):
     with pytest.raises(data.DataError, match=r"row 2 \(line 3\): text is 9 byte tokens, longer than max_len 8; "
                                              r"the longest text in the column is 20: set max_len under \[model\]"):
         data.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=8)
-    # max_len not set: the smallest power of two from 32 that holds the longest text, up to 512
-    assert data.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=None).inputs.shape[1] == 32
+    # a range: the smallest power of two in it that holds the longest text
+    for fit_in, width in (((32, 512), 32), ((128, 512), 128)):
+        assert data.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=fit_in).inputs.shape == \
+            (12, width)
     pd.DataFrame({"text": ["ab", "x" * 600] * 6, "label": [0, 1] * 6}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(data.DataError, match=r"longer than max_len 512 \(the longest the job chooses\)"):
-        data.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=None)
+        data.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=(32, 512))
 
 
 def test_a_number_to_predict_is_not_taken_for_classes(tmp_path):
