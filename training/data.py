@@ -6,6 +6,7 @@ Problems in user data raise DataError with one line naming the file, column and 
 """
 
 import csv
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,6 +54,8 @@ class Dataset:
     """Rows left out because their target was empty."""
     dropped_rows_without_text: int = 0
     """Token data: rows left out because their text was empty (a model cannot read nothing; the service refuses it)."""
+    unnamed_columns: tuple[str, ...] = ()
+    """Columns with no name in the header, left out of the default features (a row index, as pandas writes one)."""
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -330,7 +333,8 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
     frame.columns = columns
     if target not in columns:
         raise DataError(f"{path}: target column {target!r} not found; columns are {columns}")
-    features = features or [c for c in columns if c != target]
+    unnamed = tuple(c for c in columns if re.fullmatch(r"Unnamed: \d+", c))  # (pandas' name for an empty header cell)
+    features = features or [c for c in columns if c != target and c not in unnamed]
     for what, names in (("feature column(s)", features), ("--exclude names column(s)", exclude or [])):
         unknown = [f for f in names if f not in columns]
         if unknown:
@@ -381,7 +385,7 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
         hint = " (to predict classes, say --task multiclass or --task binary)"
         y = torch.tensor(_numeric_column(path, frame, target, hint=hint), dtype=torch.float32).unsqueeze(1)  # (N, 1)
         return Dataset(str(path), task, inputs, y, features, [target], columns=columns, dropped_rows=dropped,
-                       dropped_rows_without_text=dropped_without_text)
+                       dropped_rows_without_text=dropped_without_text, unnamed_columns=unnamed)
     labels, class_names = _class_labels(path, frame, target, task)
     return Dataset(str(path), task, inputs, torch.tensor(labels), features, [target], class_names, columns=columns,
-                   dropped_rows=dropped, dropped_rows_without_text=dropped_without_text)
+                   dropped_rows=dropped, dropped_rows_without_text=dropped_without_text, unnamed_columns=unnamed)

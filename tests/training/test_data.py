@@ -55,6 +55,15 @@ def test_excluded_columns_are_left_out_of_the_features(tmp_path):
     assert ds.feature_names == ["a"] and ds.inputs.shape == (20, 1)
 
 
+def test_a_column_with_no_name_is_left_out_unless_listed(tmp_path):
+    """pandas' to_csv writes the row index first, under an empty header cell: it is no feature."""
+    pd.DataFrame({"a": [i * 0.5 for i in range(20)], "y": range(20)}).to_csv(tmp_path / "t.csv")  # index=True
+    ds = data.load_table(tmp_path / "t.csv", "y", None, "regression", "features")
+    assert ds.feature_names == ["a"] and ds.unnamed_columns == ("Unnamed: 0",)
+    listed = data.load_table(tmp_path / "t.csv", "y", ["Unnamed: 0", "a"], "regression", "features")
+    assert listed.feature_names == ["Unnamed: 0", "a"]
+
+
 def test_a_semicolon_csv_loads_as_the_comma_one(tmp_path):
     """Spreadsheets where the comma is the decimal mark write `;` between fields; text may hold commas, and a
     column written with decimal points still reads as numbers."""
