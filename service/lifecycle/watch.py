@@ -13,6 +13,7 @@ Every worker runs its own watcher, so all of them switch within the interval.
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class StoreWatcher:
     """Tags being verified, loaded or warmed up in this worker."""
     failed: dict[str, tuple[str, str, tuple]] = field(default_factory=dict)
     """Tag -> (reason label, message, the fingerprint of its files when it failed)."""
+    busy: dict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    """Per model: held while its versions change, so that the repository API's load and this worker's own look (one
+    following another worker's load, say) run one after the other; the second finds the first's work done."""
 
     async def run(self) -> None:
         """Every second, follow the repository API's wishes; every store interval, look for new versions too."""
@@ -75,6 +79,10 @@ class StoreWatcher:
     async def reconcile(self, name: str, wish: dict | str | None, look_in_store: bool = False) -> str | None:
         """Serve what `wish` (from the repository API: UNLOADED or a version policy; None: the configured policy)
         asks for; why not, or None. Versions that fail leave the served ones untouched."""
+        async with self.busy[name]:
+            return await self._reconcile(name, wish, look_in_store)
+
+    async def _reconcile(self, name: str, wish: dict | str | None, look_in_store: bool) -> str | None:
         if wish == UNLOADED:
             self.registry.unload(name)
             return None
@@ -117,8 +125,6 @@ class StoreWatcher:
         """(The version verified, loaded and warmed up, None), or (None, why not): a version that failed before is
         not tried again until its files change, nor one that breaks the contract of `keep_contract_of` (a served
         version) until asked for without one."""
-        if tag in self.loading:
-            return None, f"{tag} is still loading"
         path = Path(await anyio.to_thread.run_sync(lambda: bentoml.models.get(tag).path))
         known = self.failed.get(tag)
         if known is not None and known[2] == _fingerprint(path) and (keep_contract_of or known[0] != INCOMPATIBLE):

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from service.config import ServeConfig
+from service.lifecycle.watch import StoreWatcher
+from service.runtime.registry import ModelRegistry
 from tests.conftest import copy_store, run_modelserve
 from tests.servers import API_KEY, Server
 from tests.support import scrape, total
@@ -145,6 +148,23 @@ def test_a_retrained_version_goes_live_in_every_worker_and_a_tampered_one_is_ref
                                          instance={"area_m2": ROW[0], "age": ROW[1]})
     finally:
         server.stop()
+
+
+def test_a_load_asked_for_while_the_worker_loads_the_same_model_waits_for_it(trained):
+    """The repository API's load and the worker's own look (following another worker's load) at once: the second
+    waits for the first and finds the model served, rather than answering that it is still loading."""
+    registry = ModelRegistry(ServeConfig(models=("regression",)))
+    watcher = StoreWatcher(registry, store_interval_s=None)
+
+    async def both() -> list:
+        first = asyncio.get_running_loop().create_task(watcher.reconcile("regression", {}))
+        while not watcher.loading:  # the first is loading the version
+            await asyncio.sleep(0.001)
+        second = await watcher.reconcile("regression", {})
+        return [await first, second]
+
+    assert asyncio.run(both()) == [None, None]
+    assert registry.models["regression"].newest.ready and not watcher.loading
 
 
 def workers_rss(server: Server) -> list[int]:
