@@ -4,7 +4,8 @@ scikit-learn's own pipeline on the same split.
 Each set is one a package ships (nothing is downloaded): scikit-learn's bundled wine, digits and iris (multiclass,
 the `mlp` model), and vega_datasets' cars (Miles_per_Gallon, the `regression` model; Horsepower has gaps, Origin is
 categorical, and 8 rows have no target), barley (yield from two text columns and the year, `regression`) and
-seattle-weather (the day's weather from its measurements, five imbalanced classes, `mlp`; the date left out).
+seattle-weather (the day's weather from its measurements, five imbalanced classes, `mlp`; the date left out);
+cars and barley again with the `mlp` model.
 Split 75/25 with seed 0. modelserve trains with `modelserve train` on the 75 % as a CSV file with its defaults; the
 held-out rows go to `POST /v1/models/{name}:predict` as raw objects (strings, null for a gap). scikit-learn fits
 median imputer + scaler + one-hot + LinearRegression / LogisticRegression on the same 75 %. The target: modelserve's
@@ -71,6 +72,9 @@ SETS = {
     "iris": (bundled("iris"), "target", "mlp", "multiclass"),
     "barley": (barley, "yield", "regression", "regression"),
     "seattle-weather": (seattle_weather, "weather", "mlp", "multiclass"),
+    # The MLP on the two regression sets too: a user may pick it for a small table
+    "cars-mlp": (cars, "Miles_per_Gallon", "mlp", "regression"),
+    "barley-mlp": (barley, "yield", "mlp", "regression"),
 }
 
 

@@ -43,7 +43,8 @@ def classes(counts: list[int]) -> Dataset:
 def test_small_data_gets_the_mlp_settings_each_saying_why_and_imbalanced_classes_stay_unweighted():
     config, chosen = choose("mlp", classes([90, 10]), TrainConfig(), set(), user_data=True)
     settings = {c.setting: c.value for c in chosen}
-    assert settings == {"weight_decay": 0.1, "batch_size": 32, "epochs": 200, "patience": 30, "refit": True}
+    assert settings == {"weight_decay": 0.1, "batch_size": 8, "epochs": 200, "patience": 30, "refit": True}
+    assert choose("mlp", classes([3000, 2000]), TrainConfig(), set(), user_data=True)[0].batch_size == 32
     assert (config.weight_decay, config.refit, config.class_weight) == (0.1, True, "none")  # as scikit-learn's
     assert all(c.why for c in chosen) and "100 training rows" in chosen[0].why
 
