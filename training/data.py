@@ -56,6 +56,8 @@ class Dataset:
     """Token data: rows left out because their text was empty (a model cannot read nothing; the service refuses it)."""
     unnamed_columns: tuple[str, ...] = ()
     """Columns with no name in the header, left out of the default features (a row index, as pandas writes one)."""
+    encoding: str = "UTF-8"
+    """The CSV's text encoding: UTF-8, or Windows-1252 where it was not UTF-8."""
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -143,21 +145,34 @@ def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            delimiter = _delimiter(path)  # (a semicolon's files write decimal commas; a point still reads, as text)
-            frame = pd.read_csv(path, sep=delimiter, decimal="," if delimiter == ";" else ".", skipinitialspace=True)
+            frame = _read_csv(path)
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
             raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: is neither UTF-8 nor Windows-1252 text; save it as UTF-8 CSV") from None
+    except (pd.errors.ParserError, OSError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{path}: cannot be read as {suffix[1:]}: {str(exc).splitlines()[0]}") from None
     if len(frame) == 0:
         raise DataError(f"{path}: file has a header but no data rows")
     return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """UTF-8, else Windows-1252 (what Excel's plain "CSV" writes on Windows; frame.attrs["encoding"] says so)."""
+    delimiter = _delimiter(path)  # (a semicolon's files write decimal commas; a point still reads, as text)
+    options = {"sep": delimiter, "decimal": "," if delimiter == ";" else ".", "skipinitialspace": True}
+    try:
+        return pd.read_csv(path, **options)
+    except UnicodeDecodeError:
+        frame = pd.read_csv(path, encoding="cp1252", **options)
+        frame.attrs["encoding"] = "Windows-1252"
+        return frame
 
 
 def _delimiter(path: Path) -> str:
@@ -329,6 +344,7 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
     its longest text). Rows whose target is empty, and token rows whose text is empty, are left out and counted."""
     path = Path(path)
     frame = _read_table(path)
+    encoding = frame.attrs.get("encoding", "UTF-8")
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     if target not in columns:
@@ -380,12 +396,11 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
                                            set(declared["--numeric"]))
         inputs = torch.tensor(matrix, dtype=torch.float32)  # (N, F)
 
-    dropped = int(empty_target.sum())
+    found = {"columns": columns, "dropped_rows": int(empty_target.sum()),
+             "dropped_rows_without_text": dropped_without_text, "unnamed_columns": unnamed, "encoding": encoding}
     if task == "regression":
         hint = " (to predict classes, say --task multiclass or --task binary)"
         y = torch.tensor(_numeric_column(path, frame, target, hint=hint), dtype=torch.float32).unsqueeze(1)  # (N, 1)
-        return Dataset(str(path), task, inputs, y, features, [target], columns=columns, dropped_rows=dropped,
-                       dropped_rows_without_text=dropped_without_text, unnamed_columns=unnamed)
+        return Dataset(str(path), task, inputs, y, features, [target], **found)
     labels, class_names = _class_labels(path, frame, target, task)
-    return Dataset(str(path), task, inputs, torch.tensor(labels), features, [target], class_names, columns=columns,
-                   dropped_rows=dropped, dropped_rows_without_text=dropped_without_text, unnamed_columns=unnamed)
+    return Dataset(str(path), task, inputs, torch.tensor(labels), features, [target], class_names, **found)

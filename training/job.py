@@ -111,6 +111,8 @@ def load_dataset(opts: JobOptions, data_table: dict, task: str | None,
                                   exclude=opts.exclude or data_table.get("exclude"))
     if dataset.dropped_rows:
         print(f"{path}: left out {dataset.dropped_rows} row(s) whose target {target!r} is empty")
+    if dataset.encoding != "UTF-8":
+        print(f"{path}: not UTF-8, read as {dataset.encoding} (what Excel's plain CSV writes on Windows)")
     if dataset.unnamed_columns and not features:
         print(f"{path}: left out column(s) {list(dataset.unnamed_columns)}, with no name in the header (a row index, "
               "as pandas' to_csv writes one); name it in the header, or list it in --features, to use it")

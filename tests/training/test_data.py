@@ -78,6 +78,20 @@ def test_a_semicolon_csv_loads_as_the_comma_one(tmp_path):
     assert torch.equal(comma.inputs, semicolon.inputs) and semicolon.columns[2].vocabulary == ("x, y", "z")
 
 
+def test_a_windows_1252_csv_reads_as_its_utf_8_twin(tmp_path):
+    """Excel's plain "CSV" on Windows writes Windows-1252: é is one byte that UTF-8 cannot read."""
+    frame = pd.DataFrame({"city": ["Zürich", "Besançon", "Malmö"] * 5, "y": range(15)})
+    frame.to_csv(tmp_path / "utf8.csv", index=False)
+    frame.to_csv(tmp_path / "excel.csv", index=False, encoding="cp1252")
+    utf8 = data.load_table(tmp_path / "utf8.csv", "y", None, "regression", "features")
+    excel = data.load_table(tmp_path / "excel.csv", "y", None, "regression", "features")
+    assert excel.columns[0].vocabulary == utf8.columns[0].vocabulary == ("Besançon", "Malmö", "Zürich")
+    assert (utf8.encoding, excel.encoding) == ("UTF-8", "Windows-1252")
+    (tmp_path / "other.csv").write_bytes("city,y\n".encode() + b"\x81\x8d,1\n" * 12)  # bytes neither can read
+    with pytest.raises(data.DataError, match="is neither UTF-8 nor Windows-1252 text; save it as UTF-8 CSV"):
+        data.load_table(tmp_path / "other.csv", "y", None, "regression", "features")
+
+
 def test_text_column_becomes_padded_byte_tokens_and_empty_texts_are_left_out(tmp_path):
     texts = ["ab", "hello", None, "", "ab"] * 4
     pd.DataFrame({"text": texts, "label": [0, 1] * 10}).to_csv(tmp_path / "t.csv", index=False)
