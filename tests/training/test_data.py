@@ -55,6 +55,15 @@ def test_excluded_columns_are_left_out_of_the_features(tmp_path):
     assert ds.feature_names == ["a"] and ds.inputs.shape == (20, 1)
 
 
+def test_a_parquet_date_column_is_refused_not_read_as_nanoseconds(tmp_path):
+    frame = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=20), "a": range(20), "y": range(20)})
+    frame.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(data.DataError, match="column 'when' holds dates or durations.* --exclude when"):
+        data.load_table(tmp_path / "t.parquet", "y", None, "regression", "features")
+    assert data.load_table(tmp_path / "t.parquet", "y", None, "regression", "features", exclude=["when"]) \
+        .feature_names == ["a"]
+
+
 def test_a_column_with_no_name_is_left_out_unless_listed(tmp_path):
     """pandas' to_csv writes the row index first, under an empty header cell: it is no feature."""
     pd.DataFrame({"a": [i * 0.5 for i in range(20)], "y": range(20)}).to_csv(tmp_path / "t.csv")  # index=True
