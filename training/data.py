@@ -264,7 +264,7 @@ def _feature_columns(path: Path, frame: pd.DataFrame, features: list[str], categ
     for name in features:
         if frame[name].isna().all():
             raise DataError(f"{path}: column {name!r} is empty in every row; leave it out with --exclude {name}")
-        if frame[name].dtype.kind in "mM":  # (Parquet's dates and durations: as numbers they would be nanoseconds)
+        if frame[name].dtype.kind in "mM":  # (Parquet's dates, durations: as numbers, counts of microseconds)
             raise DataError(f"{path}: column {name!r} holds dates or durations, which the models take neither as "
                             f"numbers nor as categories: derive what matters (the month, the day of the week) as a "
                             f"column of its own, or leave it out with --exclude {name}")
