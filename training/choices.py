@@ -11,8 +11,9 @@ import contextlib
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from training.data import CHOSEN_MAX_LEN, Dataset
+from training.data import Dataset
 from training.loop import TrainConfig
+from training.tables import CHOSEN_MAX_LEN
 
 SMALL_DATA_ROWS = 10_000
 """Below this many training rows the MLP gets the small-data settings."""

@@ -16,7 +16,7 @@ import torch
 import models
 from models.manifest import breaking_change
 from training import data as datasets
-from training import distributed
+from training import distributed, tables
 from training.artifacts import build_artifacts
 from training.choices import Choice, choose, fitted_max_len, max_len_range
 from training.loop import TrainConfig, TrainResult, train
@@ -105,10 +105,10 @@ def load_dataset(opts: JobOptions, data_table: dict, task: str | None,
     features = opts.features or data_table.get("features")
     if task is None:
         task = "regression" if models.input_kind(opts.model) == "features" else "multiclass"
-    dataset = datasets.load_table(Path(path), target, features, task, models.input_kind(opts.model), max_len,
-                                  categorical=opts.categorical or data_table.get("categorical"),
-                                  numeric=opts.numeric or data_table.get("numeric"),
-                                  exclude=opts.exclude or data_table.get("exclude"))
+    dataset = tables.load_table(Path(path), target, features, task, models.input_kind(opts.model), max_len,
+                                categorical=opts.categorical or data_table.get("categorical"),
+                                numeric=opts.numeric or data_table.get("numeric"),
+                                exclude=opts.exclude or data_table.get("exclude"))
     if dataset.dropped_rows:
         print(f"{path}: left out {dataset.dropped_rows} row(s) whose target {target!r} is empty")
     if dataset.encoding != "UTF-8":
@@ -246,7 +246,7 @@ def run(opts: JobOptions) -> str | None:
         model_table["max_len"] = max_len_choice[0].value
     if opts.dry_run:
         dataset = dataset.subset(torch.arange(min(len(dataset), DRY_RUN_ROWS)))
-    train_split, val_split = datasets.fit_columns(*dataset.split(config.val_fraction, config.seed))
+    train_split, val_split = tables.fit_columns(*dataset.split(config.val_fraction, config.seed))
     model_cfg = model_config(opts.model, train_split, recipe.model, model_table)
     config, choices = choose(opts.model, train_split, config, user_set, user_data)
     choices += max_len_choice
