@@ -27,10 +27,13 @@ def _contract(manifest: dict) -> dict:
 
 def breaking_change(served: dict, candidate: dict) -> str | None:
     """How the `candidate` version's manifest breaks what clients of the `served` one send or read, or None. A
-    vocabulary may change (an unseen category is served as missing), and a longer max_len refuses nothing."""
+    vocabulary may change (an unseen category is served as missing), and a longer max_len refuses nothing; a version
+    that refuses texts longer than max_len breaks the clients of one that cut them (its manifest's `truncate`)."""
     old, new = _contract(served), _contract(candidate)
     changes = [f"{what} {old[what]} -> {new[what]}" for what in old if old[what] != new[what]]
     old_len, new_len = (m["inputs"][0].get("max_len") or 0 for m in (served, candidate))
     if new_len < old_len:
         changes.append(f"max_len {old_len} -> {new_len}")
+    if served["inputs"][0].get("truncate") and not candidate["inputs"][0].get("truncate"):
+        changes.append("a text longer than max_len is refused, no longer read on its first max_len tokens")
     return "; ".join(changes) or None

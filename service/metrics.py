@@ -31,6 +31,10 @@ INPUTS_OUTSIDE_TRAINING_RANGE = Counter(
     "than padding) and `unseen_token` (holds an id absent from training); for tabular models `unseen_category` counts "
     "instances holding a category absent from training (service/runtime/drift.py, service/runtime/schema.py)",
     ["model", "feature"])
+TRUNCATED_INSTANCES = Counter(
+    "modelserve_truncated_instances", "Token sequences (texts) longer than the model's max_len, read on their first "
+    "max_len tokens as the model was trained (a model trained on a user's texts; others refuse them), by model",
+    ["model"])
 REJECTED_REQUESTS = Counter(
     "modelserve_rejected_requests", "Requests answered with an error status, by model and reason",
     ["model", "reason"])

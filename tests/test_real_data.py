@@ -6,6 +6,7 @@ barley (two text columns) and seattle-weather (five imbalanced classes); cars an
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 import tritonclient.http as tritonclient
 
@@ -19,9 +20,23 @@ CAR = {"Cylinders": 4, "Displacement": 97.0, "Horsepower": None, "Weight_in_lbs"
        "Year": 1980, "Origin": "Japan"}
 
 
+def reviews(tmp) -> None:
+    """A user's free text, longer than the model reads: made up (no package ships a real text set), trained with a
+    max_len of 32 bytes, so most texts are cut in training as in the service."""
+    rng = np.random.default_rng(0)
+    words = ["fine", "slow", "quiet", "late", "kind", "cold"]
+    texts = [f"{'good' if y else 'poor'} stay, " + " ".join(rng.choice(words, 12)) for y in [0, 1] * 60]
+    pd.DataFrame({"review": texts, "verdict": ["no", "yes"] * 60}).to_csv(tmp / "reviews.csv", index=False)
+    (tmp / "reviews.toml").write_text("[model]\nmax_len = 32\nd_model = 16\nn_heads = 2\nn_layers = 1\nd_ff = 32\n")
+    assert main(["train", "transformer", "--name", "reviews", "--data", str(tmp / "reviews.csv"), "--target",
+                 "verdict", "--config", str(tmp / "reviews.toml"), "--epochs", "2", "--run-dir",
+                 str(tmp / "reviews")]) == 0
+
+
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    """Every set split 75/25, trained with the defaults into the session store, and one server serving them."""
+    """Every set split 75/25, trained with the defaults into the session store, and one server serving them (and a
+    text model, `reviews`)."""
     tmp = tmp_path_factory.mktemp("real")
     splits = {}
     for name in SUITE_SETS:
@@ -29,7 +44,9 @@ def real(tmp_path_factory):
         train.to_csv(tmp / f"{name}.csv", index=False)
         assert main([*real_data.train_command(name, tmp / f"{name}.csv"), "--run-dir", str(tmp / name)]) == 0
         splits[name] = (train, test)
-    server = start(tmp_path_factory, "real-server", models=",".join(f"{n}:latest" for n in SUITE_SETS), workers=1)
+    reviews(tmp)
+    server = start(tmp_path_factory, "real-server", models=",".join(f"{n}:latest" for n in [*SUITE_SETS, "reviews"]),
+                   workers=1)
     yield server, splits
     server.stop()
 
@@ -179,3 +196,25 @@ def test_examples_command_prints_a_request_the_service_answers(real):
     assert any(value is None for value in body["instances"][-1].values())  # a gap, answered
     reply = post(server, "/v1/models/cars:predict", body)
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == len(body["instances"])
+
+
+def test_a_text_longer_than_max_len_is_read_on_its_first_bytes_as_in_training(real):
+    import httpx
+
+    server, _ = real
+
+    def truncated() -> float:
+        text = httpx.get(f"{server.url}/metrics").text
+        line = next((row for row in text.splitlines()
+                     if row.startswith('modelserve_truncated_instances_total{model="reviews"}')), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = truncated()
+    long = "good stay, " + "quiet kind " * 20  # 231 bytes
+    reply = post(server, "/v1/models/reviews:predict", {"instances": [long, long[:32]]})
+    assert reply.status_code == 200, reply.text
+    whole, first_bytes = reply.json()["predictions"]
+    assert whole == first_bytes  # the same 32 bytes read
+    assert truncated() == before + 1
+    spec = httpx.get(f"{server.url}/v2/models/reviews").json()["inputs"][0]["parameters"]
+    assert spec["max_len"] == 32 and spec["truncate"] is True

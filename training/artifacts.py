@@ -35,8 +35,11 @@ def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[
         # instances outside them (drift).
         lengths = (data.inputs != config.pad_id).sum(1)  # (N,)
         seen = sorted(set(data.inputs.unique().tolist()) - {config.pad_id})
+        # `truncate`: the service reads a longer text on its first max_len tokens, as training read a user's texts;
+        # without it (the built-in sequences) it refuses one.
         inputs = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "max_len": config.max_len,
-                   "vocab_size": config.vocab_size, "pad_id": config.pad_id,
+                   "truncate": data.truncated_texts is not None, "vocab_size": config.vocab_size,
+                   "pad_id": config.pad_id,
                    "training_lengths": {"min": int(lengths.min()), "max": int(lengths.max())},
                    "training_tokens": seen}]
     else:
@@ -103,7 +106,8 @@ def build_artifacts(out: Path, model_name: str, result: TrainResult, train: Data
         "train_config": vars(train_config),
         "data": {"source": train.source, "train_rows": len(train), "val_rows": len(val),
                  "dropped_rows_without_target": train.dropped_rows,
-                 "dropped_rows_without_text": train.dropped_rows_without_text},
+                 "dropped_rows_without_text": train.dropped_rows_without_text,
+                 "truncated_texts": train.truncated_texts},
         "choices": [c.as_dict() for c in choices or []],
         "primary_metric": metric,
         "metrics": result.metrics,

@@ -70,6 +70,9 @@ def fitted_max_len(dataset: Dataset, shortest: int) -> Choice:
     """The max_len a user's texts were padded to, fitted in max_len_range (`shortest`: its lower end)."""
     longest, width = int((dataset.inputs != 0).sum(dim=1).max()), dataset.inputs.shape[1]
     why = f"the longest text is {longest} byte tokens: the smallest power of two from {CHOSEN_MAX_LEN[0]} that holds it"
-    if width == shortest > CHOSEN_MAX_LEN[0]:
+    if dataset.truncated_texts:
+        why = (f"the longest the job chooses; {dataset.truncated_texts} longer text(s) keep their first {width} byte "
+               "tokens, as the service will read them")
+    elif width == shortest > CHOSEN_MAX_LEN[0]:
         why = f"the latest version's, so that its clients' texts still fit (the longest text here is {longest})"
     return Choice("max_len", width, why)

@@ -42,6 +42,9 @@ class Dataset:
     """Rows left out because their target was empty."""
     dropped_rows_without_text: int = 0
     """Token data: rows left out because their text was empty (a model cannot read nothing; the service refuses it)."""
+    truncated_texts: int | None = None
+    """A user's texts: how many were longer than max_len and keep their first max_len byte tokens, as the service
+    reads such a model's texts. None for the built-in sequences, which the service refuses past max_len."""
     unnamed_columns: tuple[str, ...] = ()
     """Columns with no name in the header, left out of the default features (a row index, as pandas writes one)."""
     encoding: str = "UTF-8"

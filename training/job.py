@@ -119,6 +119,10 @@ def load_dataset(opts: JobOptions, data_table: dict, task: str | None,
     if dataset.dropped_rows_without_text:
         print(f"{path}: left out {dataset.dropped_rows_without_text} row(s) whose text {dataset.feature_names[0]!r} "
               "is empty")
+    if dataset.truncated_texts:  # (None or 0: none cut)
+        width = dataset.inputs.shape[1]
+        print(f"{path}: {dataset.truncated_texts} of {len(dataset)} text(s) in {dataset.feature_names[0]!r} are longer "
+              f"than max_len {width} byte tokens: the model reads their first {width}, in training and in the service")
     if task == "multiclass" and dataset.class_names and len(dataset.class_names) == 2:
         dataset.task = "binary"
     return dataset

@@ -208,25 +208,20 @@ def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tu
     return np.array([index[category_key(v)] for v in raw], dtype=np.int64), names
 
 
-def _token_column(path: Path, frame: pd.DataFrame, column: str, max_len: int | tuple[int, int]) -> np.ndarray:
-    """(N, L) token ids of a column whose empty cells are already left out. L: `max_len`, or where it is a range
-    (shortest, longest), the smallest power of two in it that holds the longest text."""
+def _token_column(frame: pd.DataFrame, column: str, max_len: int | tuple[int, int]) -> tuple[np.ndarray, int]:
+    """(N, L) token ids of a column whose empty cells are already left out, and how many texts were longer than L
+    and keep their first L byte tokens (the service reads such a model's texts the same way). L: `max_len`, or where
+    it is a range (shortest, longest), the smallest power of two in it that holds the longest text."""
     tokenizer = ByteTokenizer()
     sequences = [tokenizer.encode(str(text)) for text in frame[column]]
     longest = max(map(len, sequences))
-    chosen = isinstance(max_len, tuple)
-    if chosen:
+    if isinstance(max_len, tuple):
         max_len = min(max_len[1], max(max_len[0], 1 << (longest - 1).bit_length()))
-    if longest > max_len:
-        row, first = next((row, len(s)) for row, s in zip(frame.index, sequences) if len(s) > max_len)
-        limit = f"{max_len} (the longest the job chooses)" if chosen else str(max_len)
-        raise DataError(f"{_where(path, column, int(row) + 1)}: text is {first} byte tokens, longer than max_len "
-                        f"{limit}; the longest text in the column is {longest}: set max_len under [model] in "
-                        "--config, or shorten the texts")
     ids = np.zeros((len(frame), max_len), dtype=np.int64)  # (N, L), 0 = padding
     for i, tokens in enumerate(sequences):
+        tokens = tokens[:max_len]
         ids[i, : len(tokens)] = tokens
-    return ids
+    return ids, sum(len(s) > max_len for s in sequences)
 
 
 def load_table(path: Path, target: str, features: list[str] | None, task: str, input_kind: str,
@@ -234,7 +229,8 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
                numeric: list[str] | None = None, exclude: list[str] | None = None) -> Dataset:
     """Load a user CSV/Parquet file. input_kind 'features' reads numeric and categorical columns (kinds inferred
     unless declared in `categorical` / `numeric`); 'tokens' one text column, padded to `max_len` (a range: chosen for
-    its longest text). Rows whose target is empty, and token rows whose text is empty, are left out and counted."""
+    its longest text; a longer text keeps its first max_len byte tokens). Rows whose target is empty, and token rows
+    whose text is empty, are left out and counted, as are the texts cut to max_len."""
     path = Path(path)
     frame = _read_table(path)
     encoding = frame.attrs.get("encoding", "UTF-8")
@@ -272,7 +268,7 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
         raise DataError(f"{path}: {len(frame)} data rows with a target; a train/validation split needs at least "
                         f"{MIN_ROWS}")
 
-    columns, dropped_without_text = None, 0
+    columns, dropped_without_text, truncated_texts = None, 0, None
     if input_kind == "tokens":
         if len(features) != 1:
             raise DataError(f"{path}: the transformer reads one text column; got features {features}")
@@ -283,14 +279,16 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
         if len(frame) < MIN_ROWS:
             raise DataError(f"{path}: {len(frame)} data rows with a target and a text; a train/validation split "
                             f"needs at least {MIN_ROWS}")
-        inputs = torch.tensor(_token_column(path, frame, features[0], max_len))
+        ids, truncated_texts = _token_column(frame, features[0], max_len)
+        inputs = torch.tensor(ids)
     else:
         matrix, columns = _feature_columns(path, frame, features, set(declared["--categorical"]),
                                            set(declared["--numeric"]))
         inputs = torch.tensor(matrix, dtype=torch.float32)  # (N, F)
 
     found = {"columns": columns, "dropped_rows": int(empty_target.sum()),
-             "dropped_rows_without_text": dropped_without_text, "unnamed_columns": unnamed, "encoding": encoding}
+             "dropped_rows_without_text": dropped_without_text, "truncated_texts": truncated_texts,
+             "unnamed_columns": unnamed, "encoding": encoding}
     if task == "regression":
         hint = " (to predict classes, say --task multiclass or --task binary)"
         y = torch.tensor(_numeric_column(path, frame, target, hint=hint), dtype=torch.float32).unsqueeze(1)  # (N, 1)

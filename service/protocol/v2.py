@@ -200,7 +200,8 @@ def model_metadata(model: ServedModel, versions) -> dict:
     inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
     columns = None if model.schema.is_tokens else model.schema.columns
     if model.schema.is_tokens:  # (the other form under `parameters`: tools send every input listed)
-        inputs[0]["parameters"] = {"also_accepted": {"name": "text", "datatype": "BYTES", "shape": [-1]}}
+        inputs[0]["parameters"] = {"also_accepted": {"name": "text", "datatype": "BYTES", "shape": [-1]},
+                                   "max_len": model.schema.max_len, "truncate": model.schema.truncate}
     elif columns is not None and model.schema.has_categories:
         inputs = [{"name": c.name, "datatype": "BYTES" if c.is_categorical else "FP32", "shape": [-1],
                    "parameters": c.to_dict()} for c in columns]

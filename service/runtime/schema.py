@@ -210,6 +210,11 @@ class TokenSchema:
     vocab_size: int
     max_len: int
     pad_id: int = 0
+    truncate: bool = False
+    """Whether a sequence longer than max_len is read on its first max_len tokens, as the model was trained on a
+    user's texts (the manifest's `truncate`), rather than refused."""
+    truncated: Any = field(default=None, compare=False)
+    """Counter of instances cut to max_len, or None."""
     is_tokens: ClassVar[bool] = True
 
     def parse(self, instances: list) -> np.ndarray:
@@ -235,6 +240,9 @@ class TokenSchema:
                 sequences.append(self.check_ids(i, instance))
             else:
                 raise InvalidInput(f"instance {i}: expected a string or a list of token ids, got {kind_of(instance)}")
+        if self.truncate and max(map(len, sequences)) > self.max_len:
+            self._count_truncated(sum(len(s) > self.max_len for s in sequences))
+            sequences = [s[:self.max_len] for s in sequences]
         return self.pad(sequences)
 
     def merge(self, batches: Sequence[np.ndarray]) -> np.ndarray:
@@ -256,17 +264,18 @@ class TokenSchema:
         return TokenTrainingRange.from_manifest(model, manifest)
 
     def encode_text(self, i: int, text: str) -> list[int]:
+        """A text's byte tokens (all of them: `parse` cuts them to max_len where the model reads longer texts so)."""
         ids = TOKENIZER.encode(text)
         if not ids:
             raise InvalidInput(f"instance {i}: empty text; send at least one character")
-        if len(ids) > self.max_len:
+        if len(ids) > self.max_len and not self.truncate:
             raise InvalidInput(f"instance {i}: text is {len(ids)} byte tokens, longer than max_len {self.max_len}")
         return ids
 
     def check_ids(self, i: int, ids: list) -> list[int]:
         if not ids:
             raise InvalidInput(f"instance {i}: empty sequence; send at least one token id")
-        if len(ids) > self.max_len:
+        if len(ids) > self.max_len and not self.truncate:
             raise InvalidInput(f"instance {i}: sequence has {len(ids)} tokens, longer than max_len {self.max_len}")
         for j, token in enumerate(ids):
             if isinstance(token, bool) or not isinstance(token, int):
@@ -274,7 +283,7 @@ class TokenSchema:
             if not 0 <= token < self.vocab_size:
                 raise InvalidInput(f"instance {i}, token {j}: id {token} is outside the vocabulary "
                                    f"[0, {self.vocab_size})")
-        if all(token == self.pad_id for token in ids):
+        if all(token == self.pad_id for token in itertools.islice(ids, self.max_len)):  # (what the model reads)
             raise InvalidInput(f"instance {i}: sequence holds only padding (id {self.pad_id})")
         return ids
 
@@ -288,25 +297,35 @@ class TokenSchema:
         return batch
 
     def check_id_matrix(self, batch: np.ndarray) -> np.ndarray:
-        """Validate an (N, L) id matrix from the v2 protocol: range, length, not all padding."""
-        if batch.shape[1] > self.max_len:
+        """Validate an (N, L) id matrix from the v2 protocol: range, length, not all padding; cut to max_len where
+        the model reads longer sequences so."""
+        if batch.shape[1] > self.max_len and not self.truncate:
             raise InvalidInput(f"input_ids has sequence length {batch.shape[1]}, longer than max_len {self.max_len}")
         # min/max first: the good case, every request's, then costs two reductions and no index arrays
         if batch.size and (batch.min() < 0 or batch.max() >= self.vocab_size):
             i, j = map(int, np.argwhere((batch < 0) | (batch >= self.vocab_size))[0])
             raise InvalidInput(f"instance {i}, token {j}: id {int(batch[i, j])} is outside the vocabulary "
                                f"[0, {self.vocab_size})")
+        if batch.shape[1] > self.max_len:
+            self._count_truncated(int((batch[:, self.max_len:] != self.pad_id).any(axis=1).sum()))
+            batch = batch[:, :self.max_len]  # (N, max_len)
         padding_only = (batch == self.pad_id).all(axis=1)  # (N,)
         if padding_only.any():
             raise InvalidInput(f"instance {int(np.flatnonzero(padding_only)[0])}: empty sequence (only padding)")
         return batch
+
+    def _count_truncated(self, instances: int) -> None:
+        if instances and self.truncated is not None:
+            self.truncated.inc(instances)
 
 
 def schema_for(model: str, manifest: dict) -> FeatureSchema | TokenSchema:
     """The schema of a model from its manifest."""
     if manifest["input_kind"] == "tokens":
         spec = manifest["inputs"][0]
-        return TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"])
+        truncate = bool(spec.get("truncate"))  # (absent from models trained before texts were cut)
+        return TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"],
+                           truncate=truncate, truncated=metrics.TRUNCATED_INSTANCES.labels(model=model))
     columns = manifest.get("columns")  # (absent from models trained before columns had kinds)
     return FeatureSchema(tuple(manifest["feature_names"]),
                          None if columns is None else tuple(Column.from_dict(c) for c in columns),

@@ -33,3 +33,12 @@ def test_a_shorter_max_len_breaks_clients_and_a_longer_one_does_not():
     assert breaking_change(tokens, manifest(columns=(("text", "numeric"),), max_len=128)) is None
     assert breaking_change(tokens, manifest(columns=(("text", "numeric"),), max_len=32)) == "max_len 64 -> 32"
     assert breaking_change(manifest(), tokens).startswith("input kind features -> tokens")
+
+
+def test_refusing_texts_that_the_served_version_cut_to_max_len_breaks_its_clients():
+    cutting = manifest(columns=(("text", "numeric"),), max_len=64)
+    cutting["inputs"][0]["truncate"] = True
+    refusing = manifest(columns=(("text", "numeric"),), max_len=64)
+    assert breaking_change(cutting, refusing) == ("a text longer than max_len is refused, no longer read on its "
+                                                  "first max_len tokens")
+    assert breaking_change(refusing, cutting) is None  # (what was refused is now answered)

@@ -81,6 +81,27 @@ def test_id_matrix_checks_range_and_padding_rows():
         TOKENS.check_id_matrix(np.array([[0, 0], [5, 0]]))
 
 
+def test_a_model_trained_on_cut_texts_reads_the_first_max_len_tokens_of_longer_ones_and_counts_them():
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    cutting = TokenSchema(vocab_size=260, max_len=8, truncate=True,
+                          truncated=Counter("cut", "instances cut to max_len", registry=registry))
+    text = "a long review, read on its first 8 bytes"
+    batch = cutting.parse([text, "short", list(range(1, 20))])
+    assert batch.shape == (3, 8) and batch[0].tolist() == ByteTokenizer().encode(text)[:8]
+    assert batch[2].tolist() == list(range(1, 9))
+    ids = np.array([list(range(1, 13)), [5] + [0] * 11])  # (2, 12): one row longer than max_len, one not
+    assert cutting.check_id_matrix(ids).tolist() == [list(range(1, 9)), [5] + [0] * 7]
+    assert registry.get_sample_value("cut_total") == 3
+    for padded_start in ([0] * 8 + [5], np.array([[0] * 8 + [5]])):  # what the model would read is padding only
+        with pytest.raises(InvalidInput, match="only padding"):
+            cutting.check_id_matrix(padded_start) if isinstance(padded_start, np.ndarray) else \
+                cutting.parse([padded_start])
+    with pytest.raises(InvalidInput, match="input_ids has sequence length 12, longer than max_len 8"):
+        TokenSchema(vocab_size=260, max_len=8).check_id_matrix(ids)  # (the built-in model's contract: refused)
+
+
 # ---------------------------------------------------------------- models with column kinds (models/columns.py)
 
 def tabular(counter=None) -> FeatureSchema:

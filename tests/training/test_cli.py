@@ -53,6 +53,20 @@ def test_transformer_on_user_text_parquet_detects_binary_and_fits_max_len_to_the
     assert latest_manifest("reviews")["model_config"]["max_len"] == 128
 
 
+def test_texts_longer_than_a_set_max_len_are_cut_said_and_recorded_for_the_service(tmp_path, capsys):
+    texts = ["good " + "x" * (i % 40) for i in range(30)] + ["bad " + "y" * (i % 40) for i in range(30)]
+    pd.DataFrame({"review": texts, "verdict": ["good"] * 30 + ["bad"] * 30}).to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "small.toml").write_text("[model]\nmax_len = 16\nd_model = 16\nn_heads = 2\nn_layers = 1\n")
+    assert main(["train", "transformer", "--name", "cut-reviews", "--data", str(tmp_path / "r.csv"), "--target",
+                 "verdict", "--config", str(tmp_path / "small.toml"), "--epochs", "1",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    assert "35 of 60 text(s) in 'review' are longer than max_len 16 byte tokens: the model reads their first 16" \
+        in capsys.readouterr().out
+    manifest = latest_manifest("cut-reviews")
+    assert manifest["inputs"][0]["max_len"] == 16 and manifest["inputs"][0]["truncate"] is True
+    assert manifest["data"]["truncated_texts"] == 35
+
+
 def test_toml_config_sets_model_and_training_fields_and_flags_win(tmp_path):
     (tmp_path / "big.toml").write_text("[model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n"
                                        "[train]\nepochs = 2\nlr = 0.001\n")

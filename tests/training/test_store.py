@@ -49,6 +49,7 @@ def test_manifest_describes_the_served_interface(trained, name):
     if name == "transformer":
         assert manifest["class_names"] == ["b_first", "a_first"]
         assert manifest["inputs"][0]["datatype"] == "INT64" and manifest["inputs"][0]["max_len"] == 32
+        assert manifest["inputs"][0]["truncate"] is False  # (the built-in sequences: a longer one is refused)
         # The shortest and longest sequence of the training split: the order task's 4 to 32 bytes.
         train_split, _ = BUILTIN["order"](seed=0).split(manifest["train_config"]["val_fraction"],
                                                        manifest["train_config"]["seed"])

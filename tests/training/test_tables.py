@@ -82,19 +82,19 @@ def test_text_column_becomes_padded_byte_tokens_and_empty_texts_are_left_out(tmp
     assert ds.dropped_rows_without_text == 8 and ds.targets.tolist()[:3] == [0, 1, 0]
 
 
-def test_text_longer_than_max_len_names_the_longest_and_the_setting(tmp_path):
+def test_texts_longer_than_max_len_keep_their_first_max_len_byte_tokens_and_are_counted(tmp_path):
     pd.DataFrame({"text": ["ab", "x" * 9, "y" * 20] * 4, "label": [0, 1, 1] * 4}).to_csv(tmp_path / "t.csv",
                                                                                        index=False)
-    with pytest.raises(tables.DataError, match=r"row 2 \(line 3\): text is 9 byte tokens, longer than max_len 8; "
-                                             r"the longest text in the column is 20: set max_len under \[model\]"):
-        tables.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=8)
+    cut = tables.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=8)
+    assert cut.inputs.shape == (12, 8) and cut.truncated_texts == 8
+    assert cut.inputs[2].tolist() == ByteTokenizer().encode("y" * 8)
     # a range: the smallest power of two in it that holds the longest text
     for fit_in, width in (((32, 512), 32), ((128, 512), 128)):
         loaded = tables.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=fit_in)
-        assert loaded.inputs.shape == (12, width)
-    pd.DataFrame({"text": ["ab", "x" * 600] * 6, "label": [0, 1] * 6}).to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(tables.DataError, match=r"longer than max_len 512 \(the longest the job chooses\)"):
-        tables.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=(32, 512))
+        assert loaded.inputs.shape == (12, width) and loaded.truncated_texts == 0
+    pd.DataFrame({"text": ["ab", "é" * 300] * 6, "label": [0, 1] * 6}).to_csv(tmp_path / "t.csv", index=False)
+    long = tables.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=(32, 512))
+    assert long.inputs.shape == (12, 512) and long.truncated_texts == 6  # 600 bytes: cut at the range's end
 
 
 def test_a_number_to_predict_is_not_taken_for_classes(tmp_path):
