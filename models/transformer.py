@@ -34,6 +34,10 @@ class TransformerConfig:
     """Output classes C (2 for binary)."""
     pad_id: int = 0
     """Id that marks padding; masked out of attention and pooling."""
+    ngram_buckets: int = 0
+    """Hashed embeddings of the byte bigram and trigram ending at each position, added to its token embedding, in
+    this many buckets (fastText's trick: word pieces are learned from few examples, where single bytes would need
+    many); 0: none."""
 
     def __post_init__(self) -> None:
         raise_if_problems("TransformerConfig", type_problems(self))  # (the checks below compare numbers)
@@ -41,6 +45,8 @@ class TransformerConfig:
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_ff"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ngram_buckets < 0:
+            problems.append(f"ngram_buckets must be >= 0, got {self.ngram_buckets}")
         if self.n_heads >= 1 and self.d_model % self.n_heads != 0:
             problems.append(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.num_classes < 2:
@@ -96,6 +102,25 @@ class EncoderBlock(nn.Module):
         return x
 
 
+class NgramEmbedding(nn.Module):
+    """Each position's byte bigram and trigram (the ids ending there), hashed into `buckets` shared embeddings."""
+
+    def __init__(self, vocab_size: int, buckets: int, d_model: int) -> None:
+        super().__init__()
+        self.base, self.buckets = vocab_size, buckets
+        self.embedding = nn.Embedding(buckets, d_model)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids: (B, L) -> (B, L, D). Before the first id the sequence is padding (id 0)."""
+        previous = F.pad(ids, (1, 0))[:, :-1]  # (B, L): the id before each
+        before_previous = F.pad(ids, (2, 0))[:, :-2]  # (B, L)
+        bigram = previous * self.base + ids  # (B, L): distinct for each pair of ids
+        trigram = (before_previous * self.base + previous) * self.base + ids + self.base * self.base
+        # Knuth's multiplicative hash spreads neighbouring values over the buckets (a bigram and a trigram may share
+        # one: a collision, learned around)
+        return self.embedding(bigram * 2654435761 % self.buckets) + self.embedding(trigram * 2654435761 % self.buckets)
+
+
 def masked_mean(x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
     """Mean over the non-padding positions of x (B, L, D) -> (B, D)."""
     keep = (~padding).unsqueeze(-1).to(x.dtype)  # (B, L, 1)
@@ -109,6 +134,8 @@ class TransformerClassifier(nn.Module):
         self.pad_id = config.pad_id
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_id)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)
+        self.ngrams = NgramEmbedding(config.vocab_size, config.ngram_buckets, config.d_model) \
+            if config.ngram_buckets else None
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([EncoderBlock(config) for _ in range(config.n_layers)])
         self.ln_final = nn.LayerNorm(config.d_model)
@@ -120,6 +147,8 @@ class TransformerClassifier(nn.Module):
         padding = input_ids == self.pad_id  # (B, L)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (L,)
         x = self.token_embedding(input_ids) + self.position_embedding(positions)[None]  # (B, L, D)
+        if self.ngrams is not None:
+            x = x + self.ngrams(input_ids)  # (B, L, D)
         x = self.dropout(x)
         # Added to every block's attention scores. Additive rather than boolean: a row whose keys are all padding
         # gets a uniform softmax, where a boolean mask gives NaN.

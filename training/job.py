@@ -18,7 +18,7 @@ from models.manifest import breaking_change
 from training import data as datasets
 from training import distributed, tables
 from training.artifacts import build_artifacts
-from training.choices import Choice, choose, fitted_max_len, max_len_range
+from training.choices import Choice, choose, max_len_range, text_choices
 from training.loop import TrainConfig, TrainResult, train
 from training.recipes import RECIPES
 from training.report import choices_table, metrics_table, print_table
@@ -244,16 +244,16 @@ def run(opts: JobOptions) -> str | None:
     max_len = max_len_range(latest and latest[1]) if fit_max_len else {**recipe.model, **model_table}.get("max_len", 64)
     dataset = load_dataset(opts, toml.get("data", {}), task, max_len)
     check_task(opts.model, dataset.task)
-    max_len_choice = []
-    if fit_max_len and models.input_kind(opts.model) == "tokens":
-        max_len_choice = [fitted_max_len(dataset, shortest=max_len[0])]
-        model_table["max_len"] = max_len_choice[0].value
+    model_choices = []
+    if user_data and models.input_kind(opts.model) == "tokens":
+        model_choices = text_choices(opts.model, dataset, max_len, model_table)
+        model_table.update({c.setting: c.value for c in model_choices})
     if opts.dry_run:
         dataset = dataset.subset(torch.arange(min(len(dataset), DRY_RUN_ROWS)))
     train_split, val_split = tables.fit_columns(*dataset.split(config.val_fraction, config.seed))
     model_cfg = model_config(opts.model, train_split, recipe.model, model_table)
     config, choices = choose(opts.model, train_split, config, user_set, user_data)
-    choices += max_len_choice
+    choices += model_choices
     if opts.dry_run:
         config = TrainConfig(**{**vars(config), "epochs": 1})
 

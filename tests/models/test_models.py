@@ -11,7 +11,8 @@ from models import ByteTokenizer, TransformerConfig, build_model, make_config
 TINY = {
     "regression": {"n_features": 3, "n_targets": 2},
     "mlp": {"n_features": 3, "n_outputs": 4, "hidden_sizes": [8, 8], "dropout": 0.1},
-    "transformer": {"max_len": 12, "d_model": 16, "n_heads": 2, "n_layers": 2, "d_ff": 32, "num_classes": 3},
+    "transformer": {"max_len": 12, "d_model": 16, "n_heads": 2, "n_layers": 2, "d_ff": 32, "num_classes": 3,
+                    "ngram_buckets": 64},  # (the built-in recipe has none: test_models' other cases cover that)
     "bag_of_tokens": {"max_len": 12, "d_model": 16, "num_classes": 3},
 }
 
@@ -91,9 +92,9 @@ def test_transformer_accepts_any_length_up_to_max_len():
 
 def test_config_error_names_every_bad_field():
     with pytest.raises(ValueError) as excinfo:
-        TransformerConfig(d_model=30, n_heads=4, num_classes=1, dropout=1.5)
+        TransformerConfig(d_model=30, n_heads=4, num_classes=1, dropout=1.5, ngram_buckets=-1)
     message = str(excinfo.value)
-    for field in ("d_model (30) must be divisible by n_heads (4)", "num_classes", "dropout"):
+    for field in ("d_model (30) must be divisible by n_heads (4)", "num_classes", "dropout", "ngram_buckets"):
         assert field in message
 
 

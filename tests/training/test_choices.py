@@ -1,12 +1,12 @@
 """What the job chooses for the data it is given: least squares solved exactly, small-data settings for the MLP,
-classes unweighted, max_len for a user's texts, each only where the user did not set it."""
+classes unweighted, max_len and n-gram embeddings for a user's texts, each only where the user did not set it."""
 
 import numpy as np
 import pytest
 import torch
 
 import models
-from training.choices import choose, max_len_range
+from training.choices import NGRAM_BUCKETS, choose, max_len_range, text_choices
 from training.data import Dataset
 from training.loop import TrainConfig, balanced_class_weights
 from training.solve import solve_least_squares
@@ -71,3 +71,12 @@ def test_balanced_class_weights_match_scikit_learn():
     targets = torch.tensor([0] * 6 + [1] * 3 + [2])
     expected = compute_class_weight("balanced", classes=np.arange(3), y=targets.numpy())
     assert balanced_class_weights(targets, 3).tolist() == pytest.approx(expected.tolist())
+
+
+def test_a_users_texts_get_a_fitted_max_len_and_the_transformer_n_gram_embeddings():
+    texts = Dataset("t", "binary", torch.tensor([[5, 6, 7, 0], [5, 0, 0, 0]]), torch.tensor([0, 1]), ["text"],
+                    ["y"], ["a", "b"], truncated_texts=0)
+    chosen = {c.setting: c.value for c in text_choices("transformer", texts, (4, 512), {})}
+    assert chosen == {"max_len": 4, "ngram_buckets": NGRAM_BUCKETS}
+    assert [c.setting for c in text_choices("transformer", texts, 64, {"max_len": 64, "ngram_buckets": 0})] == []
+    assert [c.setting for c in text_choices("bag_of_tokens", texts, (4, 512), {})] == ["max_len"]
