@@ -65,5 +65,6 @@ def test_dashboard_and_alerts_name_only_exported_metrics(onnx_server):
 def test_dashboard_has_the_operator_panels():
     titles = " | ".join(p["title"] for p in json.loads(DASHBOARD.read_text())["panels"])
     for needed in ("Request rate", "p50 / p95 / p99", "Rows per engine call", "Error ratio", "Refused",
-                   "Inference time", "GPU utilisation", "GPU memory", "Answers by version", "New versions refused"):
+                   "Inference time", "GPU utilisation", "GPU memory", "Answers by version", "New versions refused",
+                   "texts cut to max_len"):
         assert needed in titles
