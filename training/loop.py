@@ -230,8 +230,10 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
     if config.compile:
         engine = torch.compile(engine)  # shares the parameters: evaluation and export still use `model`
     use_bf16 = device.type == "cuda"
-    progress = tqdm(total=config.epochs, initial=start_epoch, desc=f"train {model_name}", unit="epoch",
-                    disable=not runtime.is_main, dynamic_ncols=True)
+    # By step, not epoch: at 512 bytes a text model's epoch of 4,500 rows takes 20 s on two cores, and a large
+    # table's minutes, with nothing moving on a bar by epoch
+    progress = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=f"train {model_name}",
+                    unit="step", disable=not runtime.is_main, dynamic_ncols=True)
     samples_seen, seconds, epoch_rates = 0, 0.0, []
     stopped_early = start_epoch > 0 and stale_epochs >= config.patience
 
@@ -260,6 +262,7 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
                     f"{config.lr:g}) or look for extreme values in the data. Nothing was saved")
             epoch_loss += loss_value * len(rows)
             step += 1
+            progress.update(1)
         epoch_seconds, epoch_samples = time.perf_counter() - started, len(shard) * runtime.world_size
         seconds += epoch_seconds
         samples_seen += epoch_samples
@@ -282,8 +285,8 @@ def train(model_name: str, model: nn.Module, train_data: Dataset, val_data: Data
                 "best_metric": best_metric, "best_state_dict": best_state, "stale_epochs": stale_epochs,
                 "best_epochs": best_epochs,
                 "rng_state": torch.get_rng_state()})
-        progress.update(1)
-        progress.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", **{metric: f"{val[metric]:.4f}"})
+        progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{history[-1]['train_loss']:.4f}",
+                             **{metric: f"{val[metric]:.4f}"})
     progress.close()
 
     model.load_state_dict(best_state)
