@@ -12,6 +12,7 @@ from models.tokenizer import ByteTokenizer
 # Added to attention scores of padding keys. Finite (not -inf) so that a row whose keys are all
 # padding gives a uniform softmax instead of NaN; bf16 shares fp32's range, so it does not overflow.
 MASKED_SCORE = -1e9
+NGRAM_MAX_VOCAB = 1024  # a trigram id (< 1024**3 + 1024**2) times the hash's multiplier stays below 2**63
 
 
 @dataclass
@@ -47,6 +48,9 @@ class TransformerConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ngram_buckets < 0:
             problems.append(f"ngram_buckets must be >= 0, got {self.ngram_buckets}")
+        if self.ngram_buckets and self.vocab_size > NGRAM_MAX_VOCAB:  # (a trigram's hash must not overflow int64)
+            problems.append(f"ngram_buckets needs vocab_size <= {NGRAM_MAX_VOCAB} (the byte tokenizer's is "
+                            f"{ByteTokenizer.vocab_size}), got {self.vocab_size}")
         if self.n_heads >= 1 and self.d_model % self.n_heads != 0:
             problems.append(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.num_classes < 2:

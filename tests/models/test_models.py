@@ -96,6 +96,8 @@ def test_config_error_names_every_bad_field():
     message = str(excinfo.value)
     for field in ("d_model (30) must be divisible by n_heads (4)", "num_classes", "dropout", "ngram_buckets"):
         assert field in message
+    with pytest.raises(ValueError, match="ngram_buckets needs vocab_size <= 1024"):
+        TransformerConfig(vocab_size=5000, ngram_buckets=64)
 
 
 def test_mlp_config_rejects_unknown_activation_and_empty_layers():
