@@ -12,7 +12,7 @@ from models.tokenizer import ByteTokenizer
 # Added to attention scores of padding keys. Finite (not -inf) so that a row whose keys are all
 # padding gives a uniform softmax instead of NaN; bf16 shares fp32's range, so it does not overflow.
 MASKED_SCORE = -1e9
-NGRAM_MAX_VOCAB = 1024  # a trigram id (< 1024**3 + 1024**2) times the hash's multiplier stays below 2**63
+NGRAM_MAX_VOCAB = 1024  # an n-gram's id (< 3 * 1024**3) times the hash's multiplier stays below 2**63
 
 
 @dataclass
@@ -36,9 +36,9 @@ class TransformerConfig:
     pad_id: int = 0
     """Id that marks padding; masked out of attention and pooling."""
     ngram_buckets: int = 0
-    """Hashed embeddings of the byte bigram and trigram ending at each position, added to its token embedding, in
-    this many buckets (fastText's trick: word pieces are learned from few examples, where single bytes would need
-    many); 0: none."""
+    """Hashed embeddings of the byte bigram and trigram ending at each position and of the bigram starting there
+    (the last byte's marks the text's end), added to its token embedding, in this many buckets (fastText's trick:
+    word pieces are learned from few examples, where single bytes would need many); 0: none."""
 
     def __post_init__(self) -> None:
         raise_if_problems("TransformerConfig", type_problems(self))  # (the checks below compare numbers)
@@ -107,7 +107,10 @@ class EncoderBlock(nn.Module):
 
 
 class NgramEmbedding(nn.Module):
-    """Each position's byte bigram and trigram (the ids ending there), hashed into `buckets` shared embeddings."""
+    """Each position's byte bigram and trigram (the ids ending there) and the bigram starting there, hashed into
+    `buckets` shared embeddings. The first position's n-grams hold the padding before the text and the last one's
+    the padding after it, so both ends of a text have n-grams of their own (scikit-learn's `char_wb` marks them
+    with spaces): a name's ending says much of whose it is."""
 
     def __init__(self, vocab_size: int, buckets: int, d_model: int) -> None:
         super().__init__()
@@ -115,14 +118,17 @@ class NgramEmbedding(nn.Module):
         self.embedding = nn.Embedding(buckets, d_model)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids: (B, L) -> (B, L, D). Before the first id the sequence is padding (id 0)."""
+        """ids: (B, L) -> (B, L, D). Before the first id and after the last the sequence is padding (id 0)."""
         previous = F.pad(ids, (1, 0))[:, :-1]  # (B, L): the id before each
         before_previous = F.pad(ids, (2, 0))[:, :-2]  # (B, L)
+        following = F.pad(ids, (0, 1))[:, 1:]  # (B, L): the id after each, padding after the last
         bigram = previous * self.base + ids  # (B, L): distinct for each pair of ids
         trigram = (before_previous * self.base + previous) * self.base + ids + self.base * self.base
+        ending = ids * self.base + following + 2 * self.base * self.base * self.base  # (the last id's marks the end)
         # Knuth's multiplicative hash spreads neighbouring values over the buckets (a bigram and a trigram may share
         # one: a collision, learned around)
-        return self.embedding(bigram * 2654435761 % self.buckets) + self.embedding(trigram * 2654435761 % self.buckets)
+        return (self.embedding(bigram * 2654435761 % self.buckets) + self.embedding(trigram * 2654435761 % self.buckets)
+                + self.embedding(ending * 2654435761 % self.buckets))
 
 
 def masked_mean(x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:

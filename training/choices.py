@@ -75,7 +75,7 @@ def text_choices(model_name: str, dataset: Dataset, max_len: int | tuple[int, in
     `max_len` is the range it was fitted in) and, for the transformer, n-gram embeddings."""
     choices = [fitted_max_len(dataset, shortest=max_len[0])] if isinstance(max_len, tuple) else []
     if model_name == "transformer" and "ngram_buckets" not in model_table:
-        # SpamAssassin's emails (benchmarks/real_data.py), held out: 0.915 accuracy from bytes alone, 0.969 with them
+        # SpamAssassin's emails (benchmarks/real_data.py), held out: 0.915 accuracy from bytes alone, 0.974 with them
         choices.append(Choice("ngram_buckets", NGRAM_BUCKETS, "a few thousand texts are few to learn words from "
                               "single bytes: hashed byte bigrams and trigrams give the model word pieces from the "
                               "start, as fastText does"))

@@ -90,6 +90,16 @@ def test_transformer_accepts_any_length_up_to_max_len():
         assert model(torch.randint(4, config.vocab_size, (2, length))).shape == (2, 3)
 
 
+def test_n_gram_embeddings_mark_a_texts_ends():
+    from models.transformer import NgramEmbedding
+
+    ngrams = NgramEmbedding(vocab_size=260, buckets=4096, d_model=8)
+    last, followed = ngrams(torch.tensor([[5, 6]]))[0, 1], ngrams(torch.tensor([[5, 6, 7]]))[0, 1]
+    assert not torch.allclose(last, followed)  # byte 6 at the end is not byte 6 before another
+    first, after_one = ngrams(torch.tensor([[6, 7]]))[0, 0], ngrams(torch.tensor([[5, 6, 7]]))[0, 1]
+    assert not torch.allclose(first, after_one)  # nor byte 6 at the start
+
+
 def test_config_error_names_every_bad_field():
     with pytest.raises(ValueError) as excinfo:
         TransformerConfig(d_model=30, n_heads=4, num_classes=1, dropout=1.5, ngram_buckets=-1)
