@@ -1,10 +1,14 @@
 """The artifact contract training writes and the service checks: the manifest's name and file hashes, and what a
 version's clients rest on."""
 
+import contextlib
 import hashlib
+import json
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+PROMOTED = "promoted.json"
+"""Beside a model's versions in the store: the versions served although they break the clients of those before."""
 
 
 def sha256_of(path: Path) -> str:
@@ -37,3 +41,39 @@ def breaking_change(served: dict, candidate: dict) -> str | None:
     if served["inputs"][0].get("truncate") and not candidate["inputs"][0].get("truncate"):
         changes.append("a text longer than max_len is refused, no longer read on its first max_len tokens")
     return "; ".join(changes) or None
+
+
+def read_manifest(version_dir: Path) -> dict:
+    """A stored version's manifest; empty where it has none that reads (loading that version says why)."""
+    try:
+        return json.loads((version_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def held_back_in_store(model_dir: Path, versions: list[str]) -> dict[str, str]:
+    """held_back() for a model's versions in the store (`model_dir`/VERSION, oldest first), with the promotions made
+    by `modelserve promote` (its PROMOTED file)."""
+    try:
+        promoted = set(json.loads((model_dir / PROMOTED).read_text()))
+    except FileNotFoundError:
+        promoted = set()
+    return held_back([(version, read_manifest(model_dir / version)) for version in versions], promoted)
+
+
+def held_back(manifests: list[tuple[str, dict]], promoted: set[str]) -> dict[str, str]:
+    """Of a model's versions (oldest first, each with its manifest), those a server following the store does not
+    serve, each with why: a version that breaks the clients of the newest one before it that is not held back, unless
+    promoted. Every server, restart and new replica reads the same store, so all of them serve the same versions,
+    and one promotion moves all of them to the new contract."""
+    held, head = {}, None
+    for version, manifest in manifests:
+        change = None
+        if head is not None and version not in promoted:
+            with contextlib.suppress(KeyError):  # (a manifest of another layout: nothing to compare with)
+                change = breaking_change(head[1], manifest)
+        if change:
+            held[version] = f"it would break the clients of version {head[0]} ({change})"
+        else:
+            head = (version, manifest)
+    return held

@@ -57,12 +57,13 @@ def choose(model_name: str, train: Dataset, config: TrainConfig, user_set: set[s
     return replace(config, **{c.setting: c.value for c in choices}), choices
 
 
-def max_len_range(latest: dict | None) -> tuple[int, int]:
-    """Where the job fits max_len to a user's texts (where [model] sets none): from 32 to 512, and no shorter than
-    the latest version's in the store (`latest`: its manifest), whose clients' texts a shorter one would refuse."""
+def max_len_range(stored: list[dict]) -> tuple[int, int]:
+    """Where the job fits max_len to a user's texts (where [model] sets none): from 32 to 512, and no shorter than that
+    of any version in the store (`stored`: their manifests), whose clients' texts a shorter one would refuse."""
     kept = 0
-    with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):  # (a manifest of another layout)
-        kept = int(latest["inputs"][0]["max_len"])
+    for manifest in stored:
+        with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):  # (a manifest of another layout)
+            kept = max(kept, int(manifest["inputs"][0]["max_len"]))
     return max(CHOSEN_MAX_LEN[0], kept), max(CHOSEN_MAX_LEN[1], kept)
 
 

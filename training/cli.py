@@ -1,4 +1,4 @@
-"""`modelserve` command line: train a model, list the store."""
+"""`modelserve` command line: train a model, list the store, promote a version, serve."""
 
 import argparse
 import json
@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("models", help="list the models in the store")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    promote = commands.add_parser("promote", help="serve a stored version held back because it breaks the clients of "
+                                                  "the versions before it, in every server following the store")
+    promote.add_argument("tag", metavar="NAME:VERSION", help="as `modelserve models` lists it, which also says what "
+                                                               "holds each version back")
 
     serve = commands.add_parser("serve", help="serve models over HTTP (bentoml serve of service.app)",
                                 description="Flags override MODELSERVE_* environment variables. The API key "
@@ -160,20 +165,23 @@ def _models(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from training.store import list_models
+    from training.store import list_models, versions_of
 
-    rows = []
+    rows, held = [], {}
     for model in list_models():
         meta = model.info.metadata
+        if model.tag.name not in held:
+            held[model.tag.name] = versions_of(model.tag.name)[1]
         metric = next((k for k in ("r2", "accuracy") if k in meta), None)
         rows.append({"tag": str(model.tag), "task": meta.get("task", "?"),
                      "metric": f"{metric}={meta[metric]:.4f}" if metric else "",
-                     "created": model.info.creation_time.isoformat(timespec="seconds")})
+                     "created": model.info.creation_time.isoformat(timespec="seconds"),
+                     "held back": held[model.tag.name].get(model.tag.version, "")})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="modelserve models")
-    for column in ("tag", "task", "metric", "created"):
+    for column in ("tag", "task", "metric", "created", "held back"):
         table.add_column(column)
     for row in rows:
         table.add_row(*row.values())
@@ -181,11 +189,31 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace) -> int:
+    import bentoml
+
+    from training.store import promote
+
+    version = args.tag.partition(":")[2]
+    if not version or version == "latest":
+        raise ValueError(f"name the version to promote as `modelserve models` lists it (NAME:VERSION): {args.tag!r}")
+    try:
+        tag, held_for = promote(args.tag)
+    except bentoml.exceptions.NotFound:
+        raise ValueError(f"{args.tag!r} is not in the model store (`modelserve models` lists it)") from None
+    if held_for is None:
+        print(f"{tag} promoted; it was not held back, so what is served does not change")
+    else:
+        print(f"{tag} promoted, although {held_for}: servers following the store serve it within their watch "
+              f"interval, and so do restarts and new replicas")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": _train, "models": _models, "serve": _serve, "examples": _examples,
-                "bench": _bench}[args.command](args)
+                "bench": _bench, "promote": _promote}[args.command](args)
     except (DataError, ValueError) as exc:
         print(f"modelserve {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

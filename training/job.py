@@ -23,7 +23,7 @@ from training.loop import TrainConfig, TrainResult, train
 from training.recipes import RECIPES
 from training.report import choices_table, metrics_table, print_table
 from training.solve import solve_least_squares
-from training.store import check_name, clean_staging, has_model, latest_manifest, save_model
+from training.store import check_name, clean_staging, has_model, save_model, served_manifest, stored_manifests
 
 DRY_RUN_ROWS = 256
 
@@ -198,13 +198,12 @@ def publish(opts: JobOptions, name: str, task: str, result: TrainResult, train_s
                  "parity max diff": f"{manifest['parity']['max_abs_diff']:.2e}"}
         if choices:
             print_table(choices_table(f"{name}: chosen for this data", choices))
-        previous, change = latest_manifest(name), None
+        previous, change = served_manifest(name), None
         with contextlib.suppress(KeyError):  # (a manifest of another layout: nothing to compare with)
             change = previous and breaking_change(previous[1], manifest)
         if change:  # (said before saving: a server watching the store will keep serving the previous version)
-            print(f"{name}: this version would break the clients of {previous[0]} ({change}); a server watching "
-                  f"the store keeps serving that one until this one is loaded by version "
-                  f"(POST /v2/repository/models/{name}/load)")
+            print(f"{name}: this version would break the clients of {previous[0]} ({change}); servers keep serving "
+                  f"that one until this one is promoted (`modelserve promote {name}:VERSION`, the version saved below)")
         if opts.dry_run:
             print_table(metrics_table(f"{name} (dry run)", result.metrics, extra))
             print(f"dry run: {name} trained, exported and parity-checked; nothing saved to the model store")
@@ -240,8 +239,8 @@ def run(opts: JobOptions) -> str | None:
     user_data = bool(opts.data or toml.get("data", {}).get("path"))
     model_table = dict(toml.get("model", {}))
     fit_max_len = user_data and "max_len" not in model_table  # (a user's texts: max_len chosen for the longest)
-    latest = latest_manifest(name) if fit_max_len else None
-    max_len = max_len_range(latest and latest[1]) if fit_max_len else {**recipe.model, **model_table}.get("max_len", 64)
+    max_len = (max_len_range(stored_manifests(name)) if fit_max_len
+               else {**recipe.model, **model_table}.get("max_len", 64))
     dataset = load_dataset(opts, toml.get("data", {}), task, max_len)
     check_task(opts.model, dataset.task)
     model_choices = []

@@ -18,7 +18,7 @@ import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
 
-from models.manifest import MANIFEST
+from models.manifest import PROMOTED, held_back_in_store, read_manifest
 
 PROJECT_LABEL = {"project": "modelserve"}
 
@@ -90,13 +90,48 @@ def has_model(name: str) -> bool:
     return any(m.tag.name == name for m in list_models())
 
 
-def latest_manifest(name: str) -> tuple[str, dict] | None:
-    """(Tag, manifest) of the store's latest version of `name`, or None where it has none (or none of ours)."""
+def versions_of(name: str) -> tuple[list[bentoml.Model], dict[str, str]]:
+    """The versions of `name` in the store, oldest first, and those held back by a breaking change, with why
+    (models/manifest.py). NotFound where the store has no version of `name`."""
+    stored = sorted(bentoml.models.list(name), key=lambda m: m.info.creation_time)
+    if not stored:
+        raise bentoml.exceptions.NotFound(f"no versions of {name!r} in the model store")
+    return stored, held_back_in_store(Path(stored[0].path).parent, [m.tag.version for m in stored])
+
+
+def served_manifest(name: str) -> tuple[str, dict] | None:
+    """(Tag, manifest) of the version of `name` that a server following the store serves: the newest one not held back
+    by a breaking change. None where the store has no version of `name`."""
     try:
-        model = bentoml.models.get(f"{name}:latest")
-        return str(model.tag), json.loads((Path(model.path) / MANIFEST).read_text())
-    except (bentoml.exceptions.NotFound, FileNotFoundError, json.JSONDecodeError):
+        stored, held = versions_of(name)
+    except bentoml.exceptions.NotFound:
         return None
+    served = [m for m in stored if m.tag.version not in held][-1]  # (the oldest is never held back)
+    return str(served.tag), read_manifest(Path(served.path))
 
 
-__all__ = ["save_model", "list_models", "has_model", "latest_manifest", "store_root", "clean_staging"]
+def stored_manifests(name: str) -> list[dict]:
+    """The manifests of every version of `name` in the store (none where it has none)."""
+    try:
+        return [read_manifest(Path(m.path)) for m in versions_of(name)[0]]
+    except bentoml.exceptions.NotFound:
+        return []
+
+
+def promote(tag: str) -> tuple[str, str | None]:
+    """Serve the stored version `tag` (NAME:VERSION) although it breaks the clients of the versions before it: every
+    server following the store moves to it, and restarts and new replicas serve it. Returns (its full tag, the
+    breaking change it was held back for, or None where it was not held back)."""
+    model = bentoml.models.get(tag)  # (NotFound names what is missing)
+    why = versions_of(model.tag.name)[1].get(model.tag.version)
+    promoted = Path(model.path).parent / PROMOTED
+    versions = json.loads(promoted.read_text()) if promoted.exists() else []
+    if model.tag.version not in versions:
+        written = promoted.with_name(f".{PROMOTED}.{uuid.uuid4().hex}")
+        written.write_text(json.dumps([*versions, model.tag.version]))
+        os.replace(written, promoted)  # (a server reads the old list or the new one, never half of one)
+    return str(model.tag), why
+
+
+__all__ = ["save_model", "list_models", "has_model", "served_manifest", "promote", "versions_of", "stored_manifests",
+           "store_root", "clean_staging"]

@@ -69,7 +69,7 @@ async def load(registry, watcher: StoreWatcher, name: str, body) -> None:
     within a second, in all."""
     policy = _policy_asked(registry, name, body)
     try:
-        policy.wanted(await anyio.to_thread.run_sync(stored_versions, name))
+        policy.wanted(*await anyio.to_thread.run_sync(stored_versions, name))
     except bentoml.exceptions.NotFound:
         raise UnknownModel(f"model {name!r} is not in the model store") from None
     except KeyError as error:

@@ -5,9 +5,12 @@ for a shadow candidate (lifecycle/shadow.py)."""
 import hashlib
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from models.manifest import held_back_in_store
 
 ROUTING_KEY_HEADER = "X-Routing-Key"
 ALIASES = ("latest", "previous")
@@ -42,24 +45,30 @@ class VersionPolicy(BaseModel):
         """Whether a new version in the store changes what is served."""
         return not self.versions
 
-    def wanted(self, stored: list[str]) -> list[str]:
-        """The versions to serve, newest first, from the store's versions (newest first); KeyError names one that
-        the policy names and the store lacks."""
+    def wanted(self, stored: list[str], held: dict[str, str]) -> list[str]:
+        """The versions to serve, from the store's versions (newest first) and those held back by a breaking change:
+        the newest N not held back and the policy's named ones, held back or not. Newest first, those held back last:
+        `latest`, `previous` and a request naming no version land on one only where the weights send them. KeyError
+        names a version the policy names and the store lacks."""
         named = [v for v in (*self.versions, *self.weights, self.shadow) if v is not None and v not in ALIASES]
         missing = [v for v in named if v not in stored]
         if missing:
             raise KeyError(f"version {missing[0]!r} is not in the store")
-        chosen = set(named) | set(stored[:self.latest] if not self.versions else ())
-        return [v for v in stored if v in chosen]
+        newest = [v for v in stored if v not in held][:self.latest] if not self.versions else []
+        chosen = set(named) | set(newest)
+        return sorted((v for v in stored if v in chosen), key=lambda v: v in held)  # (a stable sort)
 
 
-def stored_versions(name: str) -> list[str]:
-    """The versions of `name` in the store, newest first: the one the store calls latest, then by creation time
-    (reads the store: call it off the event loop)."""
-    latest = bentoml.models.get(f"{name}:latest").tag.version
-    others = sorted((m for m in bentoml.models.list(name) if m.tag.version != latest),
+def stored_versions(name: str) -> tuple[list[str], dict[str, str]]:
+    """The versions of `name` in the store, newest first (the one the store calls latest, then by creation time), and
+    those held back by a breaking change, with why (models/manifest.py; reads the store: call it off the event
+    loop)."""
+    latest = bentoml.models.get(f"{name}:latest")
+    others = sorted((m for m in bentoml.models.list(name) if m.tag.version != latest.tag.version),
                     key=lambda m: m.info.creation_time, reverse=True)
-    return [latest, *(m.tag.version for m in others)]
+    stored = [latest, *others]
+    held = held_back_in_store(Path(latest.path).parent, [m.tag.version for m in reversed(stored)])
+    return [m.tag.version for m in stored], held
 
 
 def key_fraction(key: bytes) -> float:

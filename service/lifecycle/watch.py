@@ -4,10 +4,11 @@ A model whose version policy follows the store (the newest N versions, lifecycle
 verified (the sha256 of every file against its manifest), loaded, warmed up, and only then swapped in; requests
 already running finish on the version they started on, and a version no longer served is closed once they have. A
 version that fails any step leaves the served ones untouched, is logged once with its reason, counted in
-modelserve_model_load_failures_total, and is not tried again until its files change. So does a version that would
-break the served one's clients (other features or kinds, task, classes or outputs: models/manifest.py), as a
-Triton model's config holds every version to its inputs; the repository API serves it when asked to by version.
-Every worker runs its own watcher, so all of them switch within the interval.
+modelserve_model_load_failures_total, and is not tried again until its files change. A version that would break
+the clients of the one before it (other features or kinds, task, classes or outputs) is held back until promoted
+(models/manifest.py held_back), as a Triton model's config holds every version to its inputs; the repository API
+serves it in one server when asked to by version. Every worker runs its own watcher, so all of them switch within the
+interval.
 """
 
 import asyncio
@@ -20,7 +21,6 @@ from pathlib import Path
 import anyio
 import bentoml
 
-from models.manifest import breaking_change
 from service import metrics
 from service.lifecycle.desired import UNLOADED, DesiredState
 from service.lifecycle.versions import ModelVersions, VersionPolicy, stored_versions
@@ -92,22 +92,21 @@ class StoreWatcher:
                 look_in_store and policy.follows_store):
             return None  # (a name only unloaded and loaded here, or nothing that can have changed)
         try:
-            wanted = policy.wanted(await anyio.to_thread.run_sync(stored_versions, name))
+            stored, held = await anyio.to_thread.run_sync(stored_versions, name)
+            wanted = policy.wanted(stored, held)
         except bentoml.exceptions.NotFound:
             return f"model {name!r} is not in the store"
         except KeyError as error:
             return f"model {name!r}: {error.args[0]}"
+        self._hold_back(name, {version: why for version, why in held.items() if version not in wanted})
         have = {m.version: m for m in served.served} if served is not None else {}
-        # A version the store brought under an unchanged policy keeps the served one's clients; one a new policy or
-        # the repository API asks for is served as asked.
-        keep_contract_of = served.newest if served is not None and served.policy == policy else None
         if list(have) == wanted and served.policy == policy:
             return None
         loaded, problems = {}, []
         for version in wanted:
             model = have.get(version)
             if model is None:
-                model, problem = await self._load(name, f"{name}:{version}", keep_contract_of)
+                model, problem = await self._load(name, f"{name}:{version}")
                 if problem is not None:
                     problems.append(problem)
             if model is not None:
@@ -121,23 +120,28 @@ class StoreWatcher:
             free_memory()  # (what loading and warming up left)
         return "; ".join(problems) or None
 
-    async def _load(self, name: str, tag: str, keep_contract_of=None) -> tuple[object, str | None]:
+    def _hold_back(self, name: str, held: dict[str, str]) -> None:
+        """Log and count, once per worker, each version held back by a breaking change, and list it as failed."""
+        for version, why in held.items():
+            tag = f"{name}:{version}"
+            message = (f"{why}; serve it once its clients are ready: `modelserve promote {tag}` (every server), or "
+                       f'POST /v2/repository/models/{name}/load with {{"parameters": {{"version": "{version}"}}}} '
+                       f"(this server)")
+            if self.failed.get(tag, (None, None))[1] != message:
+                self.failed[tag] = (INCOMPATIBLE, message, ())  # (no fingerprint: a load of it is always tried)
+                metrics.MODEL_LOAD_FAILURES.labels(model=name, reason=INCOMPATIBLE).inc()
+                log.error("new version %s not served (%s): %s", tag, INCOMPATIBLE, message)
+
+    async def _load(self, name: str, tag: str) -> tuple[object, str | None]:
         """(The version verified, loaded and warmed up, None), or (None, why not): a version that failed before is
-        not tried again until its files change, nor one that breaks the contract of `keep_contract_of` (a served
-        version) until asked for without one."""
+        not tried again until its files change."""
         path = Path(await anyio.to_thread.run_sync(lambda: bentoml.models.get(tag).path))
         known = self.failed.get(tag)
-        if known is not None and known[2] == _fingerprint(path) and (keep_contract_of or known[0] != INCOMPATIBLE):
+        if known is not None and known[2] == _fingerprint(path):
             return None, known[1]
         self.loading.add(tag)
         try:
             candidate = await anyio.to_thread.run_sync(self.registry.load_version, tag)
-            change = keep_contract_of and breaking_change(keep_contract_of.manifest, candidate.manifest)
-            if change:
-                version = tag.split(":", 1)[1]
-                raise ArtifactError(f"it would break the clients of {keep_contract_of.artifacts.tag} ({change}); "
-                                    f"serve it on purpose: POST /v2/repository/models/{name}/load with "
-                                    f'{{"parameters": {{"version": "{version}"}}}}', INCOMPATIBLE)
             await self.registry.warm_up_one(candidate)
         except (ArtifactError, RuntimeError, KeyError, ValueError, OSError) as error:
             reason = reason_of(error)

@@ -48,7 +48,7 @@ def model_stats(versions) -> dict:
     version's place in the store, 1 for the oldest; `modelserve_version` is the version itself."""
     name = versions.newest.name
     sums = metrics.summed(STAT_METRICS, name)
-    oldest_first = stored_versions(name)[::-1]
+    oldest_first = stored_versions(name)[0][::-1]
     stats = []
     for version in (m.version for m in versions.served):
         def duration(metric: str) -> dict:

@@ -112,7 +112,7 @@ class ModelRegistry:
             for reason in metrics.LOAD_FAILURE_REASONS:
                 metrics.MODEL_LOAD_FAILURES.labels(model=name, reason=reason)
             try:
-                versions = policy.wanted(stored_versions(name))
+                versions = policy.wanted(*stored_versions(name))
                 self.models[name] = ModelVersions([self.load_version(f"{name}:{v}") for v in versions], policy)
             except bentoml.exceptions.NotFound:
                 self._failed(name, ArtifactError(f"model {name!r} is not in the model store", "not_found"))

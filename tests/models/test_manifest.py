@@ -1,9 +1,9 @@
-"""What a version's clients rest on (models/manifest.py): the service refuses to swap in a version that breaks it,
-and the training job says so before saving one."""
+"""What a version's clients rest on (models/manifest.py): a version that breaks it is held back until promoted, and
+the training job says so before saving one."""
 
 import pytest
 
-from models.manifest import breaking_change
+from models.manifest import breaking_change, held_back
 
 
 def manifest(columns=(("size", "numeric"), ("city", "categorical")), classes=("a", "b", "c"), max_len=None,
@@ -42,3 +42,16 @@ def test_refusing_texts_that_the_served_version_cut_to_max_len_breaks_its_client
     assert breaking_change(cutting, refusing) == ("a text longer than max_len is refused, no longer read on its "
                                                   "first max_len tokens")
     assert breaking_change(refusing, cutting) is None  # (what was refused is now answered)
+
+
+def test_a_breaking_version_is_held_back_with_the_versions_that_follow_its_contract_until_promoted():
+    old, new = manifest(), manifest(classes=("a", "b"))
+    versions = [("v1", old), ("v2", new), ("v3", new), ("v4", old), ("v5", {"format_version": 0})]  # oldest first
+    assert held_back(versions, promoted=set()) == {
+        "v2": "it would break the clients of version v1 (classes ['a', 'b', 'c'] -> ['a', 'b']; outputs "
+              "['probabilities [-1, 3]'] -> ['probabilities [-1, 2]'])",
+        "v3": "it would break the clients of version v1 (classes ['a', 'b', 'c'] -> ['a', 'b']; outputs "
+              "['probabilities [-1, 3]'] -> ['probabilities [-1, 2]'])"}  # (v5: nothing to compare with)
+    promoted = held_back(versions, promoted={"v2"})  # v3 keeps v2's contract; v4 goes back to v1's
+    assert list(promoted) == ["v4"] and promoted["v4"].startswith("it would break the clients of version v3 (classes")
+    assert held_back(versions[:1], promoted=set()) == {}  # the oldest is always served

@@ -1,5 +1,6 @@
 """A new version saved into the store goes live without a restart, in every worker, under load; a tampered one is
-refused with its reason and the serving version keeps answering (service/lifecycle/watch.py). Real `modelserve
+refused with its reason and the serving version keeps answering, and one that breaks its clients waits to be promoted
+(service/lifecycle/watch.py). Real `modelserve
 serve`, two workers, the training job writing the new version."""
 
 import asyncio
@@ -140,12 +141,17 @@ def test_a_retrained_version_goes_live_in_every_worker_and_a_tampered_one_is_ref
         assert httpx.post(f"{server.url}/v2/repository/index", json={}).status_code == 401  # behind the API key
         assert server.log().count("tampered0000000 not served") == 2  # once per worker, not once per look
         assert server.log().count("renamed00000000 not served (incompatible)") == 2
-        # Asked for on purpose, the incompatible version serves, with its own feature names, in both workers.
-        loaded = httpx.post(f"{server.url}/v2/repository/models/regression/load", headers=headers,
-                            json={"parameters": {"version": "renamed00000000"}})
-        assert loaded.status_code == 200, loaded.text
+        # Promoted, the incompatible version serves, with its own feature names, in both workers (and in a server
+        # started afterwards: tests/training/test_cli.py).
+        promoted = run_modelserve("promote", "regression:renamed00000000", home=home, cwd=tmp_path)
+        assert promoted.returncode == 0, promoted.stderr[-2000:]
         assert answers_from_both_workers(server.url, "regression", 200, headers, version="renamed00000000",
                                          instance={"area_m2": ROW[0], "age": ROW[1]})
+        # Loaded by version through the repository API, the version before it serves again, in both workers.
+        loaded = httpx.post(f"{server.url}/v2/repository/models/regression/load", headers=headers,
+                            json={"parameters": {"version": second}})
+        assert loaded.status_code == 200, loaded.text
+        assert answers_from_both_workers(server.url, "regression", 200, headers, version=second)
     finally:
         server.stop()
 

@@ -28,14 +28,18 @@ def served(*versions: str) -> list:
                             batcher=SimpleNamespace(background=False)) for v in versions]
 
 
-def test_a_policy_serves_the_newest_versions_or_the_named_ones_and_refuses_a_version_not_stored():
-    stored = ["c", "b", "a"]  # newest first
-    assert VersionPolicy().wanted(stored) == ["c"]
-    assert VersionPolicy(latest=2).wanted(stored) == ["c", "b"]
-    assert VersionPolicy(versions=("a",), shadow="b").wanted(stored) == ["b", "a"]
-    assert VersionPolicy(weights={"latest": 1, "a": 1}).wanted(stored) == ["c", "a"]
+def test_a_policy_serves_the_newest_versions_not_held_back_or_the_named_ones_and_refuses_a_version_not_stored():
+    stored, none_held = ["c", "b", "a"], {}  # newest first
+    assert VersionPolicy().wanted(stored, none_held) == ["c"]
+    assert VersionPolicy(latest=2).wanted(stored, none_held) == ["c", "b"]
+    assert VersionPolicy(versions=("a",), shadow="b").wanted(stored, none_held) == ["b", "a"]
+    assert VersionPolicy(weights={"latest": 1, "a": 1}).wanted(stored, none_held) == ["c", "a"]
+    held = {"c": "it would break the clients of b"}  # by a breaking change, until promoted
+    assert VersionPolicy(latest=2).wanted(stored, held) == ["b", "a"]
+    assert VersionPolicy(versions=("c",)).wanted(stored, held) == ["c"]  # named: served as asked
+    assert VersionPolicy(weights={"latest": 9, "c": 1}).wanted(stored, held) == ["b", "c"]  # a canary: latest is b
     with pytest.raises(KeyError, match="'z' is not in the store"):
-        VersionPolicy(versions=("z",)).wanted(stored)
+        VersionPolicy(versions=("z",)).wanted(stored, none_held)
     for bad in [{"weights": {"a": -1}}, {"weights": {"a": 0}}, {"shadow_share": 0}, {"latest": 0}, {"other": 1}]:
         with pytest.raises(ValueError):
             VersionPolicy.model_validate(bad)

@@ -1,5 +1,6 @@
 """The train command on user files, TOML configs and --dry-run, through the real entry point."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,13 +9,16 @@ import bentoml
 import numpy as np
 import pandas as pd
 
+from models.manifest import read_manifest
+from service.config import ServeConfig
+from service.runtime.registry import ModelRegistry
 from tests.conftest import REPO, run_modelserve, store_snapshot
 from training.cli import main
-from training.store import latest_manifest as latest_in_store
+from training.store import served_manifest
 
 
 def latest_manifest(name: str) -> dict:
-    return latest_in_store(name)[1]
+    return read_manifest(Path(bentoml.models.get(f"{name}:latest").path))
 
 
 def test_mlp_multiclass_on_user_csv(tmp_path):
@@ -95,21 +99,44 @@ def test_toml_data_keys_declare_column_kinds_and_train_keys_win_over_choices(tmp
     assert [c["setting"] for c in manifest["choices"]] == ["refit"]
 
 
-def test_a_version_that_would_break_the_clients_of_the_latest_is_said(tmp_path, capsys):
+def test_a_version_that_would_break_its_clients_is_said_and_held_back_until_promoted(tmp_path, capsys):
     rng = np.random.default_rng(0)
     pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "y": rng.normal(size=40)}) \
         .to_csv(tmp_path / "d.csv", index=False)
     args = ["train", "regression", "--name", "contract", "--data", str(tmp_path / "d.csv"), "--target", "y",
             "--run-dir", str(tmp_path / "run")]
     assert main(args) == 0
-    first = latest_in_store("contract")[0]
+    first = newest_tag("contract")
     assert "would break" not in capsys.readouterr().out
     assert main(args + ["--exclude", "b"]) == 0
+    second = newest_tag("contract")
     assert f"contract: this version would break the clients of {first} (features ['a', 'b'] -> ['a'])" \
         in capsys.readouterr().out
-    # a latest version whose manifest has another layout: nothing to compare with, and the job saves
-    (Path(bentoml.models.get("contract:latest").path) / "manifest.json").write_text('{"format_version": 0}')
+    # Held back: a server started now (a restart, a new replica) serves the version before it, as do the running ones.
+    assert served_manifest("contract")[0] == first and version_served_at_start("contract") == first
+    assert main(["models", "--json"]) == 0
+    held = {row["tag"]: row["held back"] for row in json.loads(capsys.readouterr().out)}
+    assert held[first] == "" and held[second].startswith("it would break the clients of version")
+    for tag, why in [("contract", "name the version to promote"), (f"{second}x", "is not in the model store")]:
+        assert main(["promote", tag]) == 2 and why in capsys.readouterr().err
+    assert main(["promote", second]) == 0
+    assert f"{second} promoted, although it would break the clients of version {first.split(':')[1]} (features" \
+        in capsys.readouterr().out
+    assert served_manifest("contract")[0] == second and version_served_at_start("contract") == second
+    assert main(["promote", second]) == 0 and "not held back" in capsys.readouterr().out
+    # a served version whose manifest has another layout: nothing to compare with, and the job saves
+    (Path(bentoml.models.get(second).path) / "manifest.json").write_text('{"format_version": 0}')
     assert main(args) == 0 and "would break" not in capsys.readouterr().out
+
+
+def newest_tag(name: str) -> str:
+    return str(bentoml.models.get(f"{name}:latest").tag)
+
+
+def version_served_at_start(name: str) -> str:
+    registry = ModelRegistry(ServeConfig(models=(name,)))
+    registry.load()
+    return str(registry.models[name].newest.artifacts.tag)
 
 
 def test_toml_with_unknown_table_is_refused(tmp_path, capsys):
