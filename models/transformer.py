@@ -116,6 +116,10 @@ class NgramEmbedding(nn.Module):
         super().__init__()
         self.base, self.buckets = vocab_size, buckets
         self.embedding = nn.Embedding(buckets, d_model)
+        # Small at the start, as fastText starts its n-gram vectors: an n-gram no training text held (most buckets,
+        # and some of a new text's n-grams) then adds next to nothing, where nn.Embedding's N(0, 1) adds noise as
+        # large as a learnt embedding.
+        nn.init.uniform_(self.embedding.weight, -1 / d_model, 1 / d_model)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids: (B, L) -> (B, L, D). Before the first id and after the last the sequence is padding (id 0)."""

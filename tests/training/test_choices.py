@@ -1,5 +1,6 @@
 """What the job chooses for the data it is given: least squares solved exactly, small-data settings for the MLP,
-classes unweighted, max_len and n-gram embeddings for a user's texts, each only where the user did not set it."""
+classes unweighted, max_len, n-gram embeddings and a refit for a user's texts, each only where the user did not set
+it."""
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_what_the_user_set_is_kept_and_built_in_data_keeps_its_recipe():
     assert config.solver == "gradient" and [c.setting for c in chosen] == ["refit"]
 
 
-def test_max_len_is_fitted_no_shorter_than_the_latest_versions():
+def test_max_len_is_fitted_no_shorter_than_any_stored_versions():
     assert max_len_range([]) == (32, 512)
     assert max_len_range([{"inputs": [{"max_len": 128}]}]) == (128, 512)  # its clients' texts must still fit
     assert max_len_range([{"inputs": [{"max_len": 64}]}, {"inputs": [{"max_len": 1024}]}]) == (1024, 1024)  # (set
@@ -81,3 +82,8 @@ def test_a_users_texts_get_a_fitted_max_len_and_the_transformer_n_gram_embedding
     assert chosen == {"max_len": 4, "ngram_buckets": NGRAM_BUCKETS}
     assert [c.setting for c in text_choices("transformer", texts, 64, {"max_len": 64, "ngram_buckets": 0})] == []
     assert [c.setting for c in text_choices("bag_of_tokens", texts, (4, 512), {})] == ["max_len"]
+    # Fewer than 10,000 texts: trained again on all rows, whose n-grams the validation split would hide
+    assert [(c.setting, c.value) for c in choose("transformer", texts, TrainConfig(), set(), user_data=True)[1]] \
+        == [("refit", True)]
+    assert choose("transformer", texts, TrainConfig(), set(), user_data=False)[1] == []  # (the built-in recipe)
+    assert choose("transformer", texts, TrainConfig(), {"refit"}, user_data=True)[1] == []

@@ -50,7 +50,7 @@ def test_transformer_on_user_text_parquet_detects_binary_and_fits_max_len_to_the
     assert manifest["data"]["source"].endswith("reviews.parquet")
     assert manifest["model_config"]["max_len"] == manifest["inputs"][0]["max_len"] == 128  # 67 byte tokens
     assert ("max_len", 128) in [(c["setting"], c["value"]) for c in manifest["choices"]]
-    # Retrained on short texts alone, it keeps the latest version's 128, which its clients' texts fit
+    # Retrained on short texts alone, it keeps the stored version's 128, which its clients' texts fit
     pd.DataFrame({"review": texts[:-1], "sentiment": labels[:-1]}).to_parquet(tmp_path / "reviews.parquet")
     assert main(["train", "transformer", "--name", "reviews", "--data", str(tmp_path / "reviews.parquet"),
                  "--target", "sentiment", "--epochs", "1", "--run-dir", str(tmp_path / "run2")]) == 0
