@@ -51,13 +51,18 @@ def read_manifest(version_dir: Path) -> dict:
         return {}
 
 
-def held_back_in_store(model_dir: Path, versions: list[str]) -> dict[str, str]:
-    """held_back() for a model's versions in the store (`model_dir`/VERSION, oldest first), with the promotions made
-    by `modelserve promote` (its PROMOTED file)."""
+def promoted_in_store(model_dir: Path) -> list[str]:
+    """The versions `modelserve promote` promoted, in the order it did (the PROMOTED file beside the versions)."""
     try:
-        promoted = set(json.loads((model_dir / PROMOTED).read_text()))
+        return json.loads((model_dir / PROMOTED).read_text())
     except FileNotFoundError:
-        promoted = set()
+        return []
+
+
+def held_back_in_store(model_dir: Path, versions: list[str], promoted: set[str] | None = None) -> dict[str, str]:
+    """held_back() for a model's versions in the store (`model_dir`/VERSION, oldest first), with the promotions made
+    by `modelserve promote` (or those given)."""
+    promoted = set(promoted_in_store(model_dir)) if promoted is None else promoted
     return held_back([(version, read_manifest(model_dir / version)) for version in versions], promoted)
 
 

@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     promote = commands.add_parser("promote", help="serve a stored version held back because it breaks the clients of "
                                                   "the versions before it, in every server following the store")
+    promote.add_argument("--undo", action="store_true", help="hold the version back again")
     promote.add_argument("tag", metavar="NAME:VERSION", help="as `modelserve models` lists it, which also says what "
                                                                "holds each version back")
 
@@ -198,11 +199,15 @@ def _promote(args: argparse.Namespace) -> int:
     if not version or version == "latest":
         raise ValueError(f"name the version to promote as `modelserve models` lists it (NAME:VERSION): {args.tag!r}")
     try:
-        tag, held_for = promote(args.tag)
+        tag, held_for = promote(args.tag, undo=args.undo)
     except bentoml.exceptions.NotFound:
         raise ValueError(f"{args.tag!r} is not in the model store (`modelserve models` lists it)") from None
     if held_for is None:
-        print(f"{tag} promoted; it was not held back, so what is served does not change")
+        print(f"{tag}: {'promotion undone' if args.undo else 'promoted'}; it breaks no clients of the versions before "
+              f"it, so what is served does not change")
+    elif args.undo:
+        print(f"{tag} held back again, as {held_for}: servers following the store go back to the versions before "
+              f"it within their watch interval, and so do restarts and new replicas")
     else:
         print(f"{tag} promoted, although {held_for}: servers following the store serve it within their watch "
               f"interval, and so do restarts and new replicas")

@@ -18,7 +18,7 @@ import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
 
-from models.manifest import PROMOTED, held_back_in_store, read_manifest
+from models.manifest import PROMOTED, held_back_in_store, promoted_in_store, read_manifest
 
 PROJECT_LABEL = {"project": "modelserve"}
 
@@ -118,18 +118,22 @@ def stored_manifests(name: str) -> list[dict]:
         return []
 
 
-def promote(tag: str) -> tuple[str, str | None]:
-    """Serve the stored version `tag` (NAME:VERSION) although it breaks the clients of the versions before it: every
-    server following the store moves to it, and restarts and new replicas serve it. Returns (its full tag, the
-    breaking change it was held back for, or None where it was not held back)."""
+def promote(tag: str, undo: bool = False) -> tuple[str, str | None]:
+    """Serve the stored version `tag` (NAME:VERSION) although it breaks the clients of the versions before it (or,
+    with `undo`, hold it back again): every server following the store follows within its watch interval, and so do
+    restarts and new replicas. Returns (its full tag, the breaking change that holds it back unless promoted, or
+    None)."""
     model = bentoml.models.get(tag)  # (NotFound names what is missing)
-    why = versions_of(model.tag.name)[1].get(model.tag.version)
-    promoted = Path(model.path).parent / PROMOTED
-    versions = json.loads(promoted.read_text()) if promoted.exists() else []
-    if model.tag.version not in versions:
-        written = promoted.with_name(f".{PROMOTED}.{uuid.uuid4().hex}")
-        written.write_text(json.dumps([*versions, model.tag.version]))
-        os.replace(written, promoted)  # (a server reads the old list or the new one, never half of one)
+    version, model_dir = model.tag.version, Path(model.path).parent
+    listed = promoted_in_store(model_dir)
+    others = [v for v in listed if v != version]
+    stored = [m.tag.version for m in versions_of(model.tag.name)[0]]
+    why = held_back_in_store(model_dir, stored, promoted=set(others)).get(version)
+    wanted = others if undo else [*others, version]
+    if wanted != listed:
+        written = model_dir / f".{PROMOTED}.{uuid.uuid4().hex}"
+        written.write_text(json.dumps(wanted))
+        os.replace(written, model_dir / PROMOTED)  # (a server reads the old list or the new one, never half of one)
     return str(model.tag), why
 
 

@@ -123,7 +123,10 @@ def test_a_version_that_would_break_its_clients_is_said_and_held_back_until_prom
     assert f"{second} promoted, although it would break the clients of version {first.split(':')[1]} (features" \
         in capsys.readouterr().out
     assert served_manifest("contract")[0] == second and version_served_at_start("contract") == second
-    assert main(["promote", second]) == 0 and "not held back" in capsys.readouterr().out
+    assert main(["promote", first]) == 0 and "what is served does not change" in capsys.readouterr().out
+    assert main(["promote", "--undo", second]) == 0 and "held back again, as it would break" in \
+        capsys.readouterr().out
+    assert version_served_at_start("contract") == first
     # a served version whose manifest has another layout: nothing to compare with, and the job saves
     (Path(bentoml.models.get(second).path) / "manifest.json").write_text('{"format_version": 0}')
     assert main(args) == 0 and "would break" not in capsys.readouterr().out
