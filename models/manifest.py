@@ -79,6 +79,6 @@ def held_back(manifests: list[tuple[str, dict]], promoted: set[str]) -> dict[str
                 change = breaking_change(head[1], manifest)
         if change:
             held[version] = f"it would break the clients of version {head[0]} ({change})"
-        else:
+        elif manifest:  # (a version whose manifest does not read fails to load, and leaves the contract as it was)
             head = (version, manifest)
     return held

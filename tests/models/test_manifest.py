@@ -55,3 +55,4 @@ def test_a_breaking_version_is_held_back_with_the_versions_that_follow_its_contr
     promoted = held_back(versions, promoted={"v2"})  # v3 keeps v2's contract; v4 goes back to v1's
     assert list(promoted) == ["v4"] and promoted["v4"].startswith("it would break the clients of version v3 (classes")
     assert held_back(versions[:1], promoted=set()) == {}  # the oldest is always served
+    assert list(held_back([("v1", old), ("v2", {}), ("v3", new)], promoted=set())) == ["v3"]  # (v2: no manifest)
