@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from service.errors import InvalidInput, UnknownModel, validation_problems
 from service.lifecycle.desired import UNLOADED
-from service.lifecycle.versions import VersionPolicy, stored_versions
+from service.lifecycle.versions import VersionPolicy, held_back_message, stored_versions
 from service.lifecycle.watch import StoreWatcher
 
 EXTENSION = "model_repository"
@@ -20,9 +20,11 @@ EXTENSION = "model_repository"
 
 def index(registry, watcher: StoreWatcher | None) -> list[dict]:
     """[{name, version, state, reason}] for every version in the store (it reads the store: call it off the loop)."""
-    entries = []
+    entries, held = [], {}  # name -> {version held back by a breaking change: why}
     for stored in bentoml.models.list():
         name, version, tag = stored.tag.name, stored.tag.version, str(stored.tag)
+        if name not in held:
+            held[name] = stored_versions(name)[1]
         versions = registry.models.get(name)
         serving = versions.find(version) if versions is not None else None
         failures = watcher.failed if watcher is not None else {}
@@ -38,6 +40,8 @@ def index(registry, watcher: StoreWatcher | None) -> list[dict]:
             state, reason = "UNAVAILABLE", registry.errors[name]
         elif versions is None:
             state, reason = "UNAVAILABLE", "not one of the models served here (MODELSERVE_MODELS)"
+        elif version in held[name]:
+            state, reason = "UNAVAILABLE", held_back_message(name, version, held[name][version])
         else:
             state, reason = "UNAVAILABLE", "not a version the model's version policy serves"
         entries.append({"name": name, "version": version, "state": state, "reason": reason})

@@ -71,6 +71,11 @@ def stored_versions(name: str) -> tuple[list[str], dict[str, str]]:
     return [m.tag.version for m in stored], held
 
 
+def held_back_message(name: str, version: str, why: str) -> str:
+    return (f"{why}; serve it once its clients are ready: `modelserve promote {name}:{version}` (every server), or "
+            f'POST /v2/repository/models/{name}/load with {{"parameters": {{"version": "{version}"}}}} (this server)')
+
+
 def key_fraction(key: bytes) -> float:
     """A routing key's place in [0, 1): the same in every worker and every run (Python's hash() is salted)."""
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64

@@ -23,7 +23,7 @@ import bentoml
 
 from service import metrics
 from service.lifecycle.desired import UNLOADED, DesiredState
-from service.lifecycle.versions import ModelVersions, VersionPolicy, stored_versions
+from service.lifecycle.versions import ModelVersions, VersionPolicy, held_back_message, stored_versions
 from service.runtime.artifacts import ArtifactError
 from service.runtime.registry import free_memory
 
@@ -123,10 +123,7 @@ class StoreWatcher:
     def _hold_back(self, name: str, held: dict[str, str]) -> None:
         """Log and count, once per worker, each version held back by a breaking change, and list it as failed."""
         for version, why in held.items():
-            tag = f"{name}:{version}"
-            message = (f"{why}; serve it once its clients are ready: `modelserve promote {tag}` (every server), or "
-                       f'POST /v2/repository/models/{name}/load with {{"parameters": {{"version": "{version}"}}}} '
-                       f"(this server)")
+            tag, message = f"{name}:{version}", held_back_message(name, version, why)
             if self.failed.get(tag, (None, None))[1] != message:
                 self.failed[tag] = (INCOMPATIBLE, message, ())  # (no fingerprint: a load of it is always tried)
                 metrics.MODEL_LOAD_FAILURES.labels(model=name, reason=INCOMPATIBLE).inc()

@@ -11,6 +11,7 @@ import pandas as pd
 
 from models.manifest import read_manifest
 from service.config import ServeConfig
+from service.lifecycle import repository
 from service.runtime.registry import ModelRegistry
 from tests.conftest import REPO, run_modelserve, store_snapshot
 from training.cli import main
@@ -114,6 +115,11 @@ def test_a_version_that_would_break_its_clients_is_said_and_held_back_until_prom
         in capsys.readouterr().out
     # Held back: a server started now (a restart, a new replica) serves the version before it, as do the running ones.
     assert served_manifest("contract")[0] == first and version_served_at_start("contract") == first
+    registry = ModelRegistry(ServeConfig(models=("contract",)))  # (a server that does not watch the store)
+    registry.load()
+    reasons = {e["version"]: e["reason"] for e in repository.index(registry, None) if e["name"] == "contract"}
+    assert reasons[second.split(":")[1]].startswith("it would break the clients of version") and \
+        f"modelserve promote {second}" in reasons[second.split(":")[1]]
     assert main(["models", "--json"]) == 0
     held = {row["tag"]: row["held back"] for row in json.loads(capsys.readouterr().out)}
     assert held[first] == "" and held[second].startswith("it would break the clients of version")
