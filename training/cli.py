@@ -183,7 +183,7 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="modelserve models")
     for column in ("tag", "task", "metric", "created", "held back"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "tag", overflow="fold")  # (the whole tag: `promote` takes it)
     for row in rows:
         table.add_row(*row.values())
     Console().print(table)

@@ -123,6 +123,7 @@ def test_a_version_that_would_break_its_clients_is_said_and_held_back_until_prom
     assert main(["models", "--json"]) == 0
     held = {row["tag"]: row["held back"] for row in json.loads(capsys.readouterr().out)}
     assert held[first] == "" and held[second].startswith("it would break the clients of version")
+    assert main(["models"]) == 0 and second in capsys.readouterr().out  # the whole tag, which promote takes
     for tag, why in [("contract", "name the version to promote"), (f"{second}x", "is not in the model store")]:
         assert main(["promote", tag]) == 2 and why in capsys.readouterr().err
     assert main(["promote", second]) == 0
