@@ -61,17 +61,28 @@ def run_serving_benchmark(out, *args: str) -> dict:
     return json.loads((out / "serving_quick.json").read_text())
 
 
-def test_serving_benchmark_runs_and_writes_results(trained, tmp_path):
-    result = run_serving_benchmark(tmp_path)
-    (name,) = result["systems"]
-    point = result["systems"][name]["transformer"]["8"]
+PEERS = ("stock-bentoml", "fastapi", "ray-serve", "mlserver", "litserve", "kserve", "triton", "modelserve-v2-binary",
+         "http-ceiling")
+
+
+def test_serving_benchmark_runs_every_peer_alike_and_writes_results(trained, tmp_path):
+    """One short run of every system (starting each is most of the time: one run for them all). Each peer in its own
+    venv serves the same ONNX file; the script refuses a peer whose answer differs from the raw engine's, so a clean
+    run means every system computed the same prediction. modelserve's v2 binary-tensor client rides along: wrk
+    posting framed bytes with their header, errors counted; so does the HTTP ceiling, whose canned answer is the raw
+    engine's own."""
+    result = run_serving_benchmark(tmp_path, "--systems", ",".join(("modelserve", *PEERS)))
+    names = list(result["systems"])
+    assert len(names) == 1 + len(PEERS) and any("v2 binary" in name for name in names)
+    name = names[0]
     assert name.startswith("modelserve (batched, onnx")
-    assert point["rows_per_s"] > 0 and point["errors"] == 0 and point["rows_per_engine_call"] >= 1
+    point = result["systems"][name]["transformer"]["8"]
+    assert point["rows_per_engine_call"] >= 1
     raw = result["raw"]["transformer"]
     assert raw["1"] > 0 and raw["64"] > 0 and point["raw_at_formed_batch"] > 0
     assert (tmp_path / "serving_quick.png").read_bytes()[:4] == b"\x89PNG"
     bulk = result["bulk"][name]["transformer"]
-    assert bulk["rows_per_s"] > 0 and bulk["errors"] == 0 and bulk["served_over_raw_batch64"] > 0
+    assert bulk["served_over_raw_batch64"] > 0
     assert result["peak_rss_mb"][name] > 100  # a server with the models loaded
     memory = result["memory_by_max_batch_size"]
     assert set(memory) == {"2", "64"} and all(m["errors"] == 0 and m["peak_mb"] >= m["idle_mb"] > 100
@@ -81,21 +92,12 @@ def test_serving_benchmark_runs_and_writes_results(trained, tmp_path):
     assert 10 < point["server_cpu_us_per_row"] < 10_000 and 0.5 < bulk["server_cpu_us_per_row"] < 10_000
     report = (tmp_path / "serving_quick.md").read_text()
     assert "| 64 |" in report and f"| {point['server_cpu_us_per_row']:,.1f} |" in report
-
-
-def test_serving_benchmark_peers_start_answer_alike_and_stop(trained, tmp_path):
-    """Each peer in its own venv serves the same ONNX file; the script refuses a peer whose answer differs
-    from the raw engine's, so a clean run means every system computed the same prediction. modelserve's v2
-    binary-tensor client rides along: wrk posting framed bytes with their header, errors counted; so does the HTTP
-    ceiling, whose canned answer is the raw engine's own."""
-    result = run_serving_benchmark(tmp_path, "--systems", "stock-bentoml,fastapi,ray-serve,mlserver,litserve,kserve,"
-                                   "triton,modelserve-v2-binary,http-ceiling", "--memory-batch-sizes", "")
-    assert len(result["systems"]) == 9 and any("v2 binary" in name for name in result["systems"])
     # every peer runs as many server processes as modelserve has workers, and says so
-    assert all(f"{result['workers']} " in name for name in result["systems"])
+    assert all(f"{result['workers']} " in name for name in names)
     for name, per_model in result["systems"].items():
         point = per_model["transformer"]["8"]
         assert point["rows_per_s"] > 0 and point["errors"] == 0, name
+        assert result["bulk"][name]["transformer"]["rows_per_s"] > 0, name
         assert result["bulk"][name]["transformer"]["errors"] == 0, name
         # every peer's serving processes lie under the process the script starts (Ray Serve's raylet and replicas
         # too), so its CPU per row is its workers' and not an idle parent's
