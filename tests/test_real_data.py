@@ -34,10 +34,28 @@ def reviews(tmp) -> None:
                  str(tmp / "reviews")]) == 0
 
 
+def email_rows(seed: int, rows: int) -> pd.DataFrame:
+    """Two text columns: a subject of 40 to 60 bytes of noise, and a short body whose first word says the label."""
+    rng = np.random.default_rng(seed)
+    noise = ["re:", "fwd:", "list", "news", "info", "weekly", "digest"]
+    subjects = [" ".join(rng.choice(noise, 12))[:rng.integers(40, 61)] for _ in range(rows)]
+    labels = rng.choice(["ham", "spam"], rows)
+    bodies = [f"{'win' if label == 'spam' else 'see'} {rng.choice(['it', 'this', 'now'])}" for label in labels]
+    return pd.DataFrame({"subject": subjects, "body": bodies, "label": labels})
+
+
+def emails(tmp) -> None:
+    """Trained with a max_len of 32 bytes: cut as one text, every body would be lost behind its subject; the longest
+    column is cut first, so the body is read whole, in training as in the service."""
+    email_rows(0, 240).to_csv(tmp / "emails.csv", index=False)
+    assert main(["train", "transformer", "--name", "emails", "--data", str(tmp / "emails.csv"), "--target", "label",
+                 "--config", str(tmp / "reviews.toml"), "--epochs", "30", "--run-dir", str(tmp / "emails")]) == 0
+
+
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    """Every set split 75/25, trained with the defaults into the session store, and one server serving them (and a
-    text model, `reviews`)."""
+    """Every set split 75/25, trained with the defaults into the session store, and one server serving them (and two
+    text models, `reviews` and `emails`)."""
     tmp = tmp_path_factory.mktemp("real")
     splits = {}
     for name in SUITE_SETS:
@@ -46,8 +64,9 @@ def real(tmp_path_factory):
         assert main([*real_data.train_command(name, tmp / f"{name}.csv"), "--run-dir", str(tmp / name)]) == 0
         splits[name] = (train, test)
     reviews(tmp)
-    server = start(tmp_path_factory, "real-server", models=",".join(f"{n}:latest" for n in [*SUITE_SETS, "reviews"]),
-                   workers=1)
+    emails(tmp)
+    server = start(tmp_path_factory, "real-server", workers=1,
+                   models=",".join(f"{n}:latest" for n in [*SUITE_SETS, "reviews", "emails"]))
     yield server, splits
     server.stop()
 
@@ -192,11 +211,12 @@ def test_examples_command_prints_a_request_the_service_answers(real):
 
     server, _ = real
     lines = curl_examples(server.url)
-    curl = lines[lines.index(next(line for line in lines if line.startswith("# cars:"))) + 1]
-    body = json.loads(curl.split("-d '", 1)[1].rstrip("'"))
-    assert any(value is None for value in body["instances"][-1].values())  # a gap, answered
-    reply = post(server, "/v1/models/cars:predict", body)
-    assert reply.status_code == 200 and len(reply.json()["predictions"]) == len(body["instances"])
+    for model in ("cars", "emails"):  # (a gap; an empty text column)
+        curl = lines[lines.index(next(line for line in lines if line.startswith(f"# {model}:"))) + 1]
+        body = json.loads(curl.split("-d '", 1)[1].rstrip("'"))
+        assert any(value is None for value in body["instances"][-1].values()), model
+        reply = post(server, f"/v1/models/{model}:predict", body)
+        assert reply.status_code == 200 and len(reply.json()["predictions"]) == len(body["instances"]), model
 
 
 def test_a_text_longer_than_max_len_is_read_on_its_first_bytes_as_in_training(real):
@@ -232,3 +252,41 @@ def test_the_benchmark_scores_a_text_set_through_the_service_and_with_tf_idf(rea
     train, test = frame[:100], frame[100:]
     assert real_data.served_score(server.url, "made-up-reviews", test, model_name="reviews") >= 0.9
     assert real_data.sklearn_score("made-up-reviews", train, test) == 1.0  # the first word says it
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_model_of_two_text_columns_reads_them_by_name_in_v1_and_v2_alike(real, binary):
+    """An object per instance in v1, a BYTES tensor per column from stock tritonclient, and the joined ids as
+    input_ids all get the same answers; held out, the body (past the 32 bytes a plain cut would keep) is read."""
+    import httpx
+
+    from models import ByteTokenizer
+
+    server, _ = real
+    held_out = email_rows(1, 40)
+    rows = held_out[["subject", "body"]].to_dict("records")
+    rows[0]["subject"] = None  # an empty cell
+    reply = post(server, "/v1/models/emails:predict", {"instances": rows})
+    assert reply.status_code == 200, reply.text
+    predictions = reply.json()["predictions"]
+    labels = np.array([p["label"] for p in predictions])
+    assert (labels == held_out["label"].to_numpy()).mean() >= 0.9
+    spam = np.array([p["probabilities"]["spam"] for p in predictions])
+
+    client = tritonclient.InferenceServerClient(server.url.removeprefix("http://"))
+    tensors = []
+    for column in ("subject", "body"):
+        tensor = tritonclient.InferInput(column, [len(rows)], "BYTES")
+        tensor.set_data_from_numpy(np.array([row[column] or "" for row in rows], dtype=object), binary_data=binary)
+        tensors.append(tensor)
+    by_column = client.infer("emails", tensors).as_numpy("probabilities")[:, 1]
+    assert by_column == pytest.approx(spam, abs=1e-6)
+    ids = [ByteTokenizer().encode_columns([row["subject"] or "", row["body"]], 32) for row in rows]
+    padded = [each + [0] * (32 - len(each)) for each in ids]
+    reply = post(server, "/v2/models/emails/infer", {"inputs": [
+        {"name": "input_ids", "datatype": "INT64", "shape": [len(rows), 32], "data": padded}]})
+    assert np.array(reply.json()["outputs"][0]["data"])[1::2] == pytest.approx(spam, abs=1e-6)
+    inputs = httpx.get(f"{server.url}/v2/models/emails").json()["inputs"]
+    assert [(i["name"], i["datatype"]) for i in inputs] == [("subject", "BYTES"), ("body", "BYTES")]
+    refused = post(server, "/v1/models/emails:predict", {"instances": ["one string"]})
+    assert refused.status_code == 400 and "subject, body" in refused.json()["error"]

@@ -37,11 +37,13 @@ def io_schema(model_name: str, data: Dataset, config) -> tuple[list[dict], list[
         seen = sorted(set(data.inputs.unique().tolist()) - {config.pad_id})
         # `truncate`: the service reads a longer text on its first max_len tokens, as training read a user's texts;
         # without it (the built-in sequences) it refuses one.
+        user_texts = data.truncated_texts is not None  # (a user's file, not the built-in sequences)
         inputs = [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1], "max_len": config.max_len,
-                   "truncate": data.truncated_texts is not None, "vocab_size": config.vocab_size,
-                   "pad_id": config.pad_id,
+                   "truncate": user_texts, "vocab_size": config.vocab_size, "pad_id": config.pad_id,
                    "training_lengths": {"min": int(lengths.min()), "max": int(lengths.max())},
                    "training_tokens": seen}]
+        if user_texts:  # the columns a client may send by name: joined as training joined them
+            inputs[0]["text_columns"] = list(data.feature_names)
     else:
         # Each feature's range in the training split, gaps aside: the service counts instances outside it (drift).
         # A categorical column's range is all its codes, 0 (missing or unseen) included: the service counts unseen

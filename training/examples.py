@@ -12,6 +12,9 @@ EXAMPLE_TEXT = ["xqazzbk", "kbzzaq"]  # the order task: is 'a' before 'b'?
 
 def example_instances(manifest: dict) -> list:
     if manifest["input_kind"] == "tokens":
+        columns = manifest["inputs"][0].get("text_columns") or []
+        if len(columns) > 1:  # an object keyed by text column, as the rows were read in training
+            return [{c: f"some {c}" for c in columns}, {**{c: f"some {c}" for c in columns}, columns[-1]: None}]
         return EXAMPLE_TEXT
     names = manifest["feature_names"]
     if names == list(HOUSING_COEFFICIENTS)[1:]:

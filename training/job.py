@@ -117,12 +117,14 @@ def load_dataset(opts: JobOptions, data_table: dict, task: str | None,
         print(f"{path}: left out column(s) {list(dataset.unnamed_columns)}, with no name in the header (a row index, "
               "as pandas' to_csv writes one); name it in the header, or list it in --features, to use it")
     if dataset.dropped_rows_without_text:
-        print(f"{path}: left out {dataset.dropped_rows_without_text} row(s) whose text {dataset.feature_names[0]!r} "
-              "is empty")
+        print(f"{path}: left out {dataset.dropped_rows_without_text} row(s) whose text is empty "
+              f"({', '.join(map(repr, dataset.feature_names))})")
     if dataset.truncated_texts:  # (None or 0: none cut)
-        width = dataset.inputs.shape[1]
-        print(f"{path}: {dataset.truncated_texts} of {len(dataset)} text(s) in {dataset.feature_names[0]!r} are longer "
-              f"than max_len {width} byte tokens: the model reads their first {width}, in training and in the service")
+        width, texts = dataset.inputs.shape[1], ", ".join(map(repr, dataset.feature_names))
+        how = f"their first {width}" if len(dataset.feature_names) == 1 else \
+            f"them cut to {width}, the longest column first"
+        print(f"{path}: {dataset.truncated_texts} of {len(dataset)} text(s) in {texts} are longer "
+              f"than max_len {width} byte tokens: the model reads {how}, in training and in the service")
     if task == "multiclass" and dataset.class_names and len(dataset.class_names) == 2:
         dataset.task = "binary"
     return dataset

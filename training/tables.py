@@ -208,29 +208,30 @@ def _class_labels(path: Path, frame: pd.DataFrame, column: str, task: str) -> tu
     return np.array([index[category_key(v)] for v in raw], dtype=np.int64), names
 
 
-def _token_column(frame: pd.DataFrame, column: str, max_len: int | tuple[int, int]) -> tuple[np.ndarray, int]:
-    """(N, L) token ids of a column whose empty cells are already left out, and how many texts were longer than L
-    and keep their first L byte tokens (the service reads such a model's texts the same way). L: `max_len`, or where
-    it is a range (shortest, longest), the smallest power of two in it that holds the longest text."""
+def _token_columns(frame: pd.DataFrame, columns: list[str], max_len: int | tuple[int, int]) -> tuple[np.ndarray, int]:
+    """(N, L) token ids of the text columns (rows empty in all of them already left out; an empty cell reads as an
+    empty part), and how many texts were longer than L and were cut to it, the longest columns first, as the service
+    cuts them (models/tokenizer.py encode_columns). L: `max_len`, or where it is a range (shortest, longest), the
+    smallest power of two in it that holds the longest text."""
     tokenizer = ByteTokenizer()
-    sequences = [tokenizer.encode(str(text)) for text in frame[column]]
-    longest = max(map(len, sequences))
+    rows = list(zip(*(frame[c].fillna("").astype(str) for c in columns)))
+    lengths = [len(tokenizer.encode_columns(row)) for row in rows]
     if isinstance(max_len, tuple):
-        max_len = min(max_len[1], max(max_len[0], 1 << (longest - 1).bit_length()))
+        max_len = min(max_len[1], max(max_len[0], 1 << (max(lengths) - 1).bit_length()))
     ids = np.zeros((len(frame), max_len), dtype=np.int64)  # (N, L), 0 = padding
-    for i, tokens in enumerate(sequences):
-        tokens = tokens[:max_len]
+    for i, row in enumerate(rows):
+        tokens = tokenizer.encode_columns(row, max_len)
         ids[i, : len(tokens)] = tokens
-    return ids, sum(len(s) > max_len for s in sequences)
+    return ids, sum(length > max_len for length in lengths)
 
 
 def load_table(path: Path, target: str, features: list[str] | None, task: str, input_kind: str,
                max_len: int | tuple[int, int] = 64, categorical: list[str] | None = None,
                numeric: list[str] | None = None, exclude: list[str] | None = None) -> Dataset:
     """Load a user CSV/Parquet file. input_kind 'features' reads numeric and categorical columns (kinds inferred
-    unless declared in `categorical` / `numeric`); 'tokens' one text column, padded to `max_len` (a range: chosen for
-    its longest text; a longer text keeps its first max_len byte tokens). Rows whose target is empty, and token rows
-    whose text is empty, are left out and counted, as are the texts cut to max_len."""
+    unless declared in `categorical` / `numeric`); 'tokens' text columns, joined with <sep> between them and padded to
+    `max_len` (a range: chosen for its longest text; a longer text is cut to max_len byte tokens). Rows whose target is
+    empty, and token rows whose text is empty in every column, are left out and counted, as are the texts cut."""
     path = Path(path)
     frame = _read_table(path)
     encoding = frame.attrs.get("encoding", "UTF-8")
@@ -270,16 +271,19 @@ def load_table(path: Path, target: str, features: list[str] | None, task: str, i
 
     columns, dropped_without_text, truncated_texts = None, 0, None
     if input_kind == "tokens":
-        if len(features) != 1:
-            raise DataError(f"{path}: the transformer reads one text column; got features {features}")
-        empty_text = (frame[features[0]].isna() | (frame[features[0]].astype(str) == "")).to_numpy()
+        numbers = [f for f in features if pd.api.types.is_numeric_dtype(frame[f])]  # (booleans too)
+        if len(features) > 1 and numbers:  # (a client would send 3 where training read "3.0": not text to join)
+            raise DataError(f"{path}: column(s) {numbers} hold numbers, not text; the transformer reads text columns, "
+                            f"joined: --exclude {','.join(numbers)}, or --features the text columns")
+        cells = frame[features]
+        empty_text = (cells.isna() | (cells.astype(str) == "")).all(axis=1).to_numpy()
         if empty_text.all():
-            raise DataError(f"{path}: text column {features[0]!r} is empty in every row with a target")
+            raise DataError(f"{path}: text column(s) {features} are empty in every row with a target")
         frame, dropped_without_text = frame[~empty_text], int(empty_text.sum())
         if len(frame) < MIN_ROWS:
             raise DataError(f"{path}: {len(frame)} data rows with a target and a text; a train/validation split "
                             f"needs at least {MIN_ROWS}")
-        ids, truncated_texts = _token_column(frame, features[0], max_len)
+        ids, truncated_texts = _token_columns(frame, features, max_len)
         inputs = torch.tensor(ids)
     else:
         matrix, columns = _feature_columns(path, frame, features, set(declared["--categorical"]),

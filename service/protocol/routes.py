@@ -98,7 +98,8 @@ class V1Request(BaseModel):
     """KServe v1 prediction: {"instances": [...]} -> {"predictions": [...]}."""
 
     instances: list[Any] = Field(description="Feature rows (lists in training order or objects keyed by feature "
-                                 "name), or for the transformer token-id lists or strings",
+                                 "name), or for the transformer token-id lists, strings, or objects keyed by text "
+                                 "column (a model trained on several)",
                                  examples=[V1_EXAMPLE, [{"area_m2": 120.0, "age_years": 15.0}], ["xqazbk"]])
 
 
@@ -106,7 +107,7 @@ class V2Request(BaseModel):
     """Open Inference Protocol inference request (its JSON header, where the body is binary-framed)."""
 
     inputs: list[dict[str, Any]] = Field(description="One tensor: FP32 'features' [N, F], INT64 'input_ids' [N, L] "
-                                         "padded with 0, or BYTES 'text' [N]; or one tensor per column",
+                                         "padded with 0, or BYTES 'text' [N]; or one tensor per (text) column",
                                          examples=[V2_EXAMPLE])
     id: str | None = Field(default=None, description="Echoed in the reply")
     parameters: dict[str, Any] | None = Field(default=None, description="`timeout` (microseconds), "

@@ -3,7 +3,8 @@
 Features come as FP32 `features` [N, F] (a categorical column holding its category's code, NaN where a value is
 missing), or, for models with column kinds, as one tensor per column named by the column: BYTES [N] of category
 names for a categorical column, FP32 (or FP64, INT64, INT32) [N] for a numeric one, `null` (JSON) or NaN (binary)
-where a value is missing. Token models take INT64 `input_ids` [N, L] padded with 0, or BYTES `text` [N]. Outputs are
+where a value is missing. Token models take INT64 `input_ids` [N, L] padded with 0, or BYTES `text` [N]; one trained
+on several text columns, one BYTES [N] tensor per column, named by the column (null for an empty cell). Outputs are
 FP32 `predictions` / `probabilities` [N, K], and for classifiers a BYTES `label` [N].
 """
 
@@ -95,52 +96,75 @@ def _array(name: str, shape: list[int], datatype: str, data, allowed: tuple[str,
     return flat.reshape(shape)
 
 
+def _column_values(model: ServedModel, inputs: list, allowed: dict[str, tuple[str, tuple[str, ...]]], send: str,
+                   count_check) -> list[list]:
+    """One tensor per column, named by it, each [N] or [N, 1] -> each column's N values, in `allowed`'s order.
+    `allowed`: column -> (its kind, the datatypes it may come as); `send`: what to send instead of an unknown name."""
+    tensors = {}
+    for index, spec in enumerate(inputs):
+        name, shape, datatype, data = _tensor(spec, index)
+        if name not in allowed:
+            raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send {send}")
+        if name in tensors:
+            raise InvalidInput(f"input {name!r} is sent twice")
+        tensors[name] = (shape, datatype, data)
+    missing = [n for n in allowed if n not in tensors]
+    if missing:
+        raise InvalidInput(f"input {missing[0]!r} is missing; a tensor per column needs all of {', '.join(allowed)}")
+    first = tensors[next(iter(allowed))][0]
+    rows = first[0] if first else 0
+    count_check(rows)
+    values = []
+    for name, (kind, datatypes) in allowed.items():
+        shape, datatype, data = tensors[name]
+        if shape not in ([rows], [rows, 1]):
+            raise InvalidInput(f"input {name!r}: shape must be [{rows}] or [{rows}, 1] like the other columns, got "
+                               f"{shape}")
+        if datatype not in datatypes:
+            raise InvalidInput(f"input {name!r} ({kind}): datatype {datatype} is not supported here; use "
+                               f"{' or '.join(datatypes)}")
+        flat = data.tolist() if isinstance(data, np.ndarray) else list(_flat(data))  # (an array: binary data)
+        if len(flat) != rows:
+            raise InvalidInput(f"input {name!r}: shape {shape} holds {rows} values but data has {len(flat)}")
+        values.append(flat)
+    return values
+
+
 def _column_tensors(model: ServedModel, inputs: list, count_check) -> np.ndarray:
     """One tensor per column (categories by name, gaps as null) -> an engine batch, through the v1 row parser so
     that both protocols map and refuse values alike."""
     schema = model.schema
-    tensors = {}
-    for index, spec in enumerate(inputs):
-        name, shape, datatype, data = _tensor(spec, index)
-        if name not in schema.names:
-            raise InvalidInput(f"unknown input {name!r} for model {model.name!r}; send 'features' [N, "
-                               f"{len(schema.names)}] or one tensor per column: {', '.join(schema.names)}")
-        if name in tensors:
-            raise InvalidInput(f"input {name!r} is sent twice")
-        tensors[name] = (shape, datatype, data)
-    missing = [n for n in schema.names if n not in tensors]
-    if missing:
-        raise InvalidInput(f"input {missing[0]!r} is missing; a tensor per column needs all of "
-                           f"{', '.join(schema.names)}")
-    rows = tensors[schema.names[0]][0][0] if tensors[schema.names[0]][0] else 0
-    count_check(rows)
-    values = []
-    for column in schema.columns:
-        shape, datatype, data = tensors[column.name]
-        if shape not in ([rows], [rows, 1]):
-            raise InvalidInput(f"input {column.name!r}: shape must be [{rows}] or [{rows}, 1] like the other "
-                               f"columns, got {shape}")
-        allowed = (("BYTES", "INT64", "INT32") if column.value_type == "integer" else ("BYTES",)) \
-            if column.is_categorical else ("FP32", "FP64", "INT64", "INT32")
-        if datatype not in allowed:
-            raise InvalidInput(f"input {column.name!r} ({column.kind}): datatype {datatype} is not supported here; "
-                               f"use {' or '.join(allowed)}")
-        flat = data.tolist() if isinstance(data, np.ndarray) else list(_flat(data))  # (an array: binary data)
-        if len(flat) != rows:
-            raise InvalidInput(f"input {column.name!r}: shape {shape} holds {rows} values but data has {len(flat)}")
-        values.append(flat)
+    allowed = {c.name: (c.kind, (("BYTES", "INT64", "INT32") if c.value_type == "integer" else ("BYTES",))
+                        if c.is_categorical else ("FP32", "FP64", "INT64", "INT32")) for c in schema.columns}
+    values = _column_values(model, inputs, allowed, f"'features' [N, {len(schema.names)}] or one tensor per column: "
+                            f"{', '.join(schema.names)}", count_check)
     return schema.parse([list(row) for row in zip(*values)])
+
+
+def _text_tensors(model: ServedModel, inputs: list, count_check) -> np.ndarray:
+    """One BYTES tensor per text column (an empty cell as null or "") -> an engine batch, joined by the v1 parser."""
+    columns = model.schema.text_columns
+    values = _column_values(model, inputs, dict.fromkeys(columns, ("text", ("BYTES",))), "'input_ids' (INT64) or one "
+                            f"BYTES tensor per text column: {', '.join(columns)}", count_check)
+    return model.schema.parse([dict(zip(columns, row)) for row in zip(*values)])
 
 
 def parse_inputs(model: ServedModel, inputs: list, count_check) -> np.ndarray:
     """The request's input tensor(s) -> an engine batch."""
     schema = model.schema
+    if len(inputs) > 1 and schema.is_tokens and schema.text_columns:
+        return _text_tensors(model, inputs, count_check)
     if len(inputs) > 1 and not schema.is_tokens and schema.columns is not None:
         return _column_tensors(model, inputs, count_check)
     if len(inputs) != 1:
         raise InvalidInput(f"'inputs' must be a list of exactly one tensor for model {model.name!r}")
     name, shape, datatype, data = _tensor(inputs[0], 0)
     if schema.is_tokens:
+        if name in schema.text_columns:
+            return _text_tensors(model, inputs, count_check)
+        if name == "text" and len(schema.text_columns) > 1:
+            raise InvalidInput(f"model {model.name!r} reads {len(schema.text_columns)} text columns; send one BYTES "
+                               f"tensor per column ({', '.join(schema.text_columns)}), or 'input_ids' (INT64)")
         if name == "text":
             if datatype != "BYTES" or len(shape) != 1:
                 raise InvalidInput("input 'text' must be BYTES with shape [N]")
@@ -194,12 +218,17 @@ def format_outputs(model: ServedModel, outputs: np.ndarray, requested: list | No
 def model_metadata(model: ServedModel, versions) -> dict:
     """The inputs a client sends: for a model with categorical columns, one tensor per column (its kind and
     vocabulary under `parameters`); otherwise the one `features` tensor (the column kinds under its `parameters`).
-    Either form is accepted; metadata lists one, so that tools which send every listed input send a valid set.
+    Likewise one BYTES tensor per text column for a model trained on several, else `input_ids`. Either form is
+    accepted; metadata lists one, so that tools which send every listed input send a valid set.
     `versions`: the model's ModelVersions, every one of which `versions` lists (the newest first)."""
     spec = model.manifest["inputs"][0]
     inputs = [{"name": spec["name"], "datatype": spec["datatype"], "shape": spec["shape"]}]
     columns = None if model.schema.is_tokens else model.schema.columns
-    if model.schema.is_tokens:  # (the other form under `parameters`: tools send every input listed)
+    text = model.schema.text_columns if model.schema.is_tokens else ()
+    if len(text) > 1:
+        inputs = [{"name": c, "datatype": "BYTES", "shape": [-1], "parameters": {
+            "kind": "text", "max_len": model.schema.max_len, "also_accepted": inputs[0]}} for c in text]
+    elif model.schema.is_tokens:  # (the other form under `parameters`: tools send every input listed)
         inputs[0]["parameters"] = {"also_accepted": {"name": "text", "datatype": "BYTES", "shape": [-1]},
                                    "max_len": model.schema.max_len, "truncate": model.schema.truncate}
     elif columns is not None and model.schema.has_categories:

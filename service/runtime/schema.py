@@ -215,6 +215,9 @@ class TokenSchema:
     user's texts (the manifest's `truncate`), rather than refused."""
     truncated: Any = field(default=None, compare=False)
     """Counter of instances cut to max_len, or None."""
+    text_columns: tuple[str, ...] = ()
+    """The columns of a user's file the texts were read from in training, which a client may send by name (an object
+    per instance, or a BYTES tensor per column), joined as training joined them; () for the built-in sequences."""
     is_tokens: ClassVar[bool] = True
 
     def parse(self, instances: list) -> np.ndarray:
@@ -232,17 +235,24 @@ class TokenSchema:
                     if batch.min() >= 0 and batch.max() < self.vocab_size and \
                             not (batch == self.pad_id).all(axis=1).any():
                         return batch
-        sequences = []
+        sequences, cut = [], 0
         for i, instance in enumerate(instances):
             if isinstance(instance, str):
                 sequences.append(self.encode_text(i, instance))
             elif isinstance(instance, list):
                 sequences.append(self.check_ids(i, instance))
+            elif isinstance(instance, dict) and self.text_columns:
+                ids, was_cut = self.encode_columns(i, instance)
+                sequences.append(ids)
+                cut += was_cut
             else:
-                raise InvalidInput(f"instance {i}: expected a string or a list of token ids, got {kind_of(instance)}")
+                objects = " or an object keyed by text column" if self.text_columns else ""
+                raise InvalidInput(f"instance {i}: expected a string{objects} or a list of token ids, got "
+                                   f"{kind_of(instance)}")
         if self.truncate and max(map(len, sequences)) > self.max_len:
-            self._count_truncated(sum(len(s) > self.max_len for s in sequences))
+            cut += sum(len(s) > self.max_len for s in sequences)
             sequences = [s[:self.max_len] for s in sequences]
+        self._count_truncated(cut)
         return self.pad(sequences)
 
     def merge(self, batches: Sequence[np.ndarray]) -> np.ndarray:
@@ -265,12 +275,40 @@ class TokenSchema:
 
     def encode_text(self, i: int, text: str) -> list[int]:
         """A text's byte tokens (all of them: `parse` cuts them to max_len where the model reads longer texts so)."""
+        if len(self.text_columns) > 1:
+            raise InvalidInput(f"instance {i}: the model reads {len(self.text_columns)} text columns; send an object "
+                               f"keyed by them ({', '.join(self.text_columns)}), not one string")
         ids = TOKENIZER.encode(text)
         if not ids:
             raise InvalidInput(f"instance {i}: empty text; send at least one character")
         if len(ids) > self.max_len and not self.truncate:
             raise InvalidInput(f"instance {i}: text is {len(ids)} byte tokens, longer than max_len {self.max_len}")
         return ids
+
+    def encode_columns(self, i: int, instance: dict) -> tuple[list[int], bool]:
+        """An object keyed by text column -> its byte tokens joined as in training (models/tokenizer.py: <sep> between
+        the columns, the longest cut first past max_len), and whether they were cut. null or "" is an empty cell."""
+        unknown = [k for k in instance if k not in self.text_columns]
+        if unknown:
+            raise InvalidInput(f"instance {i}: unknown text column {unknown[0]!r}; expected "
+                               f"{', '.join(self.text_columns)}")
+        texts = []
+        for name in self.text_columns:
+            if name not in instance:
+                raise InvalidInput(f"instance {i}: missing text column {name!r} (null or \"\" for an empty one)")
+            value = "" if instance[name] is None else instance[name]
+            if not isinstance(value, str):
+                raise InvalidInput(f"instance {i}, text column {name!r}: expected a string (null or \"\" for an "
+                                   f"empty one), got {kind_of(value)}")
+            texts.append(value)
+        if not any(texts):
+            raise InvalidInput(f"instance {i}: every text column is empty; send text in at least one")
+        ids = TOKENIZER.encode_columns(texts)
+        if len(ids) <= self.max_len:
+            return ids, False
+        if not self.truncate:
+            raise InvalidInput(f"instance {i}: text is {len(ids)} byte tokens, longer than max_len {self.max_len}")
+        return TOKENIZER.encode_columns(texts, self.max_len), True
 
     def check_ids(self, i: int, ids: list) -> list[int]:
         if not ids:
@@ -325,7 +363,8 @@ def schema_for(model: str, manifest: dict) -> FeatureSchema | TokenSchema:
         spec = manifest["inputs"][0]
         truncate = bool(spec.get("truncate"))  # (absent from models trained before texts were cut)
         return TokenSchema(vocab_size=spec["vocab_size"], max_len=spec["max_len"], pad_id=spec["pad_id"],
-                           truncate=truncate, truncated=metrics.TRUNCATED_INSTANCES.labels(model=model))
+                           truncate=truncate, truncated=metrics.TRUNCATED_INSTANCES.labels(model=model),
+                           text_columns=tuple(spec.get("text_columns") or ()))
     columns = manifest.get("columns")  # (absent from models trained before columns had kinds)
     return FeatureSchema(tuple(manifest["feature_names"]),
                          None if columns is None else tuple(Column.from_dict(c) for c in columns),

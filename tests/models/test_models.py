@@ -134,3 +134,15 @@ def test_byte_tokenizer_round_trip_and_reserved_ids():
     assert min(ids) >= tokenizer.offset and max(ids) < tokenizer.vocab_size
     assert tokenizer.decode(ids) == "héllo"
     assert TransformerConfig().vocab_size == tokenizer.vocab_size
+
+
+def test_text_columns_join_with_a_separator_and_the_longest_is_cut_first():
+    tokenizer, sep = ByteTokenizer(), ByteTokenizer.specials["<sep>"]
+    a, b = tokenizer.encode("subject"), tokenizer.encode("a much longer body")
+    assert tokenizer.encode_columns(["subject", "", "a much longer body"]) == [*a, sep, sep, *b]  # each keeps its place
+    assert tokenizer.encode_columns(["subject"], 4) == a[:4]  # one column: its first max_len bytes, as before
+    # the longest cut first: a long first column does not crowd out a short second one
+    assert tokenizer.encode_columns(["a much longer body", "subject"], 16) == [*b[:8], sep, *a]
+    # 25 bytes and a separator into 12: both cut to a common 5, and the one token left over goes to the first
+    assert tokenizer.encode_columns(["subject", "a much longer body"], 12) == [*a[:6], sep, *b[:5]]
+    assert len(tokenizer.encode_columns(["x" * 40, "y" * 3, "z" * 90], 32)) == 32

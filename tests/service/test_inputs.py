@@ -102,6 +102,32 @@ def test_a_model_trained_on_cut_texts_reads_the_first_max_len_tokens_of_longer_o
         TokenSchema(vocab_size=260, max_len=8).check_id_matrix(ids)  # (the built-in model's contract: refused)
 
 
+def test_a_model_trained_on_several_text_columns_reads_an_object_of_them_joined_as_in_training():
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    emails = TokenSchema(vocab_size=260, max_len=16, truncate=True, text_columns=("subject", "body"),
+                         truncated=Counter("cut", "instances cut to max_len", registry=registry))
+    tokenizer = ByteTokenizer()
+    long = {"subject": "x" * 30, "body": "spam"}
+    batch = emails.parse([{"subject": "hi", "body": "ok"}, {"subject": None, "body": "ok"}, long])
+    assert batch[0].tolist() == tokenizer.encode_columns(["hi", "ok"]) + [0] * 11
+    assert batch[1].tolist() == tokenizer.encode_columns(["", "ok"]) + [0] * 13  # null: an empty cell
+    assert batch[2].tolist() == tokenizer.encode_columns(["x" * 30, "spam"], 16)  # cut as training cut it
+    assert batch[2, -4:].tolist() == tokenizer.encode("spam") and registry.get_sample_value("cut_total") == 1
+    assert emails.parse([batch[0].tolist()[:5]]).tolist() == [batch[0].tolist()[:8]]  # the joined ids, sent as ids
+    for instance, message in [
+            ("hi ok", "reads 2 text columns; send an object keyed by them \\(subject, body\\), not one string"),
+            ({"subject": "hi"}, "instance 0: missing text column 'body'"),
+            ({"subject": "hi", "body": "", "to": "me"}, "unknown text column 'to'; expected subject, body"),
+            ({"subject": "hi", "body": 5}, "instance 0, text column 'body': expected a string .* got int"),
+            ({"subject": "", "body": None}, "every text column is empty")]:
+        with pytest.raises(InvalidInput, match=message):
+            emails.parse([instance])
+    with pytest.raises(InvalidInput, match="expected a string or a list of token ids, got object"):
+        TOKENS.parse([{"text": "hi"}])  # (the built-in model has no text columns)
+
+
 # ---------------------------------------------------------------- models with column kinds (models/columns.py)
 
 def tabular(counter=None) -> FeatureSchema:

@@ -97,6 +97,22 @@ def test_texts_longer_than_max_len_keep_their_first_max_len_byte_tokens_and_are_
     assert long.inputs.shape == (12, 512) and long.truncated_texts == 6  # 600 bytes: cut at the range's end
 
 
+def test_several_text_columns_are_joined_and_a_row_is_left_out_only_when_all_are_empty(tmp_path):
+    tokenizer = ByteTokenizer()
+    pd.DataFrame({"subject": ["hi", None, None, "re: " + "x" * 40] * 4, "body": ["ok", "only body", None, "yes"] * 4,
+                  "label": [0, 1, 0, 1] * 4}).to_csv(tmp_path / "t.csv", index=False)
+    ds = tables.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=16)
+    assert ds.feature_names == ["subject", "body"] and ds.dropped_rows_without_text == 4
+    assert ds.inputs[0].tolist() == tokenizer.encode_columns(["hi", "ok"]) + [0] * 11
+    assert ds.inputs[1].tolist() == tokenizer.encode_columns(["", "only body"]) + [0] * 6  # (an empty subject)
+    assert ds.inputs[2].tolist() == tokenizer.encode_columns(["re: " + "x" * 40, "yes"], 16)  # the body kept
+    assert ds.truncated_texts == 4
+    pd.DataFrame({"id": range(12), "text": ["a", "b"] * 6, "label": [0, 1] * 6}).to_csv(tmp_path / "t.csv",
+                                                                                     index=False)
+    with pytest.raises(tables.DataError, match=r"\['id'\] hold numbers, not text.*--exclude id"):
+        tables.load_table(tmp_path / "t.csv", "label", None, "binary", "tokens", max_len=16)
+
+
 def test_a_number_to_predict_is_not_taken_for_classes(tmp_path):
     pd.DataFrame({"x": range(40), "y": [i * 0.37 for i in range(40)]}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(tables.DataError, match="'y' has 40 distinct values in 40 rows, too many classes .* regression"):
