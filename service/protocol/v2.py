@@ -27,6 +27,8 @@ def _tensor(spec: dict, index: int) -> tuple[str, list[int], str, list]:
     missing = [k for k in ("name", "shape", "datatype", "data") if k not in spec]
     if missing:
         raise InvalidInput(f"inputs[{index}] is missing {', '.join(missing)}")
+    if not isinstance(spec["name"], str):
+        raise InvalidInput(f"inputs[{index}]: name must be a string, got {kind_of(spec['name'])}")
     shape = spec["shape"]
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                for d in shape):
