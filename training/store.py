@@ -18,7 +18,7 @@ import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
 
-from models.manifest import PROMOTED, held_back_in_store, promoted_in_store, read_manifest
+from models.manifest import PROMOTED, held_back_in_store, promoted_in_store, read_manifest, stored_oldest_first
 
 PROJECT_LABEL = {"project": "modelserve"}
 
@@ -91,11 +91,9 @@ def has_model(name: str) -> bool:
 
 
 def versions_of(name: str) -> tuple[list[bentoml.Model], dict[str, str]]:
-    """The versions of `name` in the store, oldest first, and those held back by a breaking change, with why
-    (models/manifest.py). NotFound where the store has no version of `name`."""
-    stored = sorted(bentoml.models.list(name), key=lambda m: m.info.creation_time)
-    if not stored:
-        raise bentoml.exceptions.NotFound(f"no versions of {name!r} in the model store")
+    """The versions of `name` in the store, oldest first as the service orders them, and those held back by a breaking
+    change, with why (models/manifest.py). NotFound where the store has no version of `name`."""
+    stored = stored_oldest_first(name)
     return stored, held_back_in_store(Path(stored[0].path).parent, [m.tag.version for m in stored])
 
 

@@ -7,10 +7,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bentoml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from models.manifest import held_back_in_store
+from models.manifest import held_back_in_store, stored_oldest_first
 
 ROUTING_KEY_HEADER = "X-Routing-Key"
 ALIASES = ("latest", "previous")
@@ -60,15 +59,11 @@ class VersionPolicy(BaseModel):
 
 
 def stored_versions(name: str) -> tuple[list[str], dict[str, str]]:
-    """The versions of `name` in the store, newest first (the one the store calls latest, then by creation time), and
-    those held back by a breaking change, with why (models/manifest.py; reads the store: call it off the event
-    loop)."""
-    latest = bentoml.models.get(f"{name}:latest")
-    others = sorted((m for m in bentoml.models.list(name) if m.tag.version != latest.tag.version),
-                    key=lambda m: m.info.creation_time, reverse=True)
-    stored = [latest, *others]
-    held = held_back_in_store(Path(latest.path).parent, [m.tag.version for m in reversed(stored)])
-    return [m.tag.version for m in stored], held
+    """The versions of `name` in the store, newest first (models/manifest.py stored_oldest_first, reversed), and those
+    held back by a breaking change, with why (reads the store: call it off the event loop)."""
+    oldest_first = stored_oldest_first(name)
+    held = held_back_in_store(Path(oldest_first[0].path).parent, [m.tag.version for m in oldest_first])
+    return [m.tag.version for m in reversed(oldest_first)], held
 
 
 def held_back_message(name: str, version: str, why: str) -> str:
