@@ -221,7 +221,8 @@ class TokenSchema:
     is_tokens: ClassVar[bool] = True
 
     def parse(self, instances: list) -> np.ndarray:
-        """Instances (strings or token-id lists) -> (N, L) int64 ids, padded to a length bucket.
+        """Instances (strings, token-id lists, or objects keyed by text column) -> (N, L) int64 ids, padded to a length
+        bucket.
 
         Three or more lists of integers are checked as one array, not id by id (a bulk request of 64 rows: 86 against
         186 us); text, one or two rows (cheaper walked) and anything the array refuses go through the walk, which
