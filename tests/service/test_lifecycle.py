@@ -4,6 +4,8 @@ refused with its reason and the serving version keeps answering, and one that br
 serve`, two workers, the training job writing the new version."""
 
 import asyncio
+import datetime
+import re
 import shutil
 import threading
 import time
@@ -63,11 +65,14 @@ class SteadyLoad:
 
 
 def copy_as(home, name: str, version: str, new_version: str, alter) -> None:
-    """A version's files under a new version name, altered by `alter(directory)`, made latest."""
+    """A version's files under a new version name, altered by `alter(directory)`, saved as BentoML saves a newer one:
+    created now (the order every server reads versions in) and made latest."""
     store = home / "models" / name
     shutil.copytree(store / version, store / new_version)
     model_yaml = store / new_version / "model.yaml"
-    model_yaml.write_text(model_yaml.read_text().replace(version, new_version))
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    model_yaml.write_text(re.sub(r"(?m)^creation_time: .*$", f"creation_time: '{created}'",
+                                 model_yaml.read_text().replace(version, new_version)))
     alter(store / new_version)
     (store / "latest").write_text(new_version)
 
