@@ -61,11 +61,14 @@ def promoted_in_store(model_dir: Path) -> list[str]:
 
 def stored_oldest_first(name: str) -> list:
     """The stored versions of `name` (bentoml.Model) by creation time, the one order the service and the training job
-    both read them in (BentoML points `latest` at the newest the same way). NotFound where there is none."""
+    both read them in (BentoML points `latest` at the newest the same way). Versions of the same creation time (a
+    copy made by hand) put the one `latest` names last, so that every server, whatever order its disk lists them in,
+    serves the same one. NotFound where there is none."""
     import bentoml  # (here, not above: the GPU benchmarks import models/ where BentoML is not installed)
 
     latest = bentoml.models.get(f"{name}:latest")  # (NotFound where none; refuses what no model can be named)
-    return sorted(bentoml.models.list(latest.tag.name), key=lambda m: m.info.creation_time)
+    return sorted(bentoml.models.list(latest.tag.name),
+                  key=lambda m: (m.info.creation_time, m.tag.version == latest.tag.version))
 
 
 def held_back_in_store(model_dir: Path, versions: list[str], promoted: set[str] | None = None) -> dict[str, str]:

@@ -1,9 +1,13 @@
 """What a version's clients rest on (models/manifest.py): a version that breaks it is held back until promoted, and
 the training job says so before saving one."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 
-from models.manifest import breaking_change, held_back
+from models.manifest import breaking_change, held_back, stored_oldest_first
+from tests.paths import SESSION_HOME
 
 
 def manifest(columns=(("size", "numeric"), ("city", "categorical")), classes=("a", "b", "c"), max_len=None,
@@ -56,3 +60,24 @@ def test_a_breaking_version_is_held_back_with_the_versions_that_follow_its_contr
     assert list(promoted) == ["v4"] and promoted["v4"].startswith("it would break the clients of version v3 (classes")
     assert held_back(versions[:1], promoted=set()) == {}  # the oldest is always served
     assert list(held_back([("v1", old), ("v2", {}), ("v3", new)], promoted=set())) == ["v3"]  # (v2: no manifest)
+
+
+def test_versions_of_one_creation_time_are_ordered_as_bentoml_points_latest():
+    """A version copied by hand keeps the creation time of its source; the order must not then be the disk's."""
+    import bentoml
+
+    with bentoml.models.create("tied") as saving:
+        (Path(saving.path) / "weights.bin").write_bytes(b"w")
+    original = saving.tag.version
+    store = Path(bentoml.models.get(saving.tag).path).parent  # (the store's, not the temporary one `create` fills)
+    assert store.parent == SESSION_HOME / "models"
+    try:
+        shutil.copytree(store / original, store / "copy00000000000")
+        model_yaml = store / "copy00000000000" / "model.yaml"
+        model_yaml.write_text(model_yaml.read_text().replace(original, "copy00000000000"))
+        for latest in (original, "copy00000000000", original):
+            (store / "latest").write_text(latest)
+            assert [m.tag.version for m in stored_oldest_first("tied")][-1] == latest
+    finally:
+        for version in (original, "copy00000000000"):
+            bentoml.models.delete(f"tied:{version}")
