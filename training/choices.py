@@ -47,11 +47,11 @@ def choose(model_name: str, train: Dataset, config: TrainConfig, user_set: set[s
     if model_name == "mlp" and user_data and rows < SMALL_DATA_ROWS:
         pick("weight_decay", 0.1, f"{rows} training rows are few for the MLP's weights: stronger weight decay keeps "
                                   "it from memorising them")
-        # (32 rows a step left a 72-row table at 30 steps when the noisy validation loss stopped it early)
+        # (32 rows a step left a 72-row table at 30 steps when the noisy validation score stopped it early)
         pick("batch_size", min(32, max(8, rows // 100)), f"a hundredth of {rows} rows, from 8 to 32: more "
                                                          "optimizer steps an epoch on few rows")
-        pick("epochs", 200, "small data trains fast; the validation loss picks the epoch")
-        pick("patience", 30, "on a small validation split the loss is noisy from epoch to epoch")
+        pick("epochs", 200, "small data trains fast; the validation score picks the epoch")
+        pick("patience", 30, "on a small validation split the score is noisy from epoch to epoch")
         pick("refit", True, "the validation split picks the epoch count, then the model trains again on all "
                             "training rows for that many epochs: small data cannot spare a fifth of its rows")
     if model_name == "transformer" and user_data and rows < SMALL_DATA_ROWS:
