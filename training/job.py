@@ -162,7 +162,7 @@ def model_config(model_name: str, dataset: datasets.Dataset, recipe: dict, from_
 def fit(opts: JobOptions, model_cfg, train_split: datasets.Dataset, val_split: datasets.Dataset,
         config: TrainConfig, runtime: distributed.Runtime, run_dir: Path) -> TrainResult:
     """Train (or solve) on the training split, measured on the validation split; with `refit`, train again on all
-    rows for the epoch count the validation score chose (loop.selection_score). The metrics stay those measured on
+    rows for the epoch count the validation score chose (loop.is_better). The metrics stay those measured on
     unseen rows."""
     def build():
         torch.manual_seed(config.seed)  # before building: the initial weights are part of "same seed, same model"
