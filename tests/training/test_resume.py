@@ -1,5 +1,6 @@
 """--resume after a killed run ends exactly where an uninterrupted run of the same seed ends."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -69,3 +70,21 @@ def test_same_seed_same_model_and_another_seed_differs(tmp_path):
     for key in states["seed-a"]:
         assert torch.equal(states["seed-a"][key], states["seed-b"][key]), key
     assert not torch.equal(states["seed-a"]["net.0.weight"], states["seed-c"]["net.0.weight"])
+
+
+def test_the_job_holds_mkl_to_its_thread_count_beside_busy_neighbours():
+    """MKL's dynamic threading is off in the training job (training/__init__.py), as Intel's conditions for run-to-run
+    reproducibility ask: with it on, a run beside other busy processes took another path. MKL reads the setting once,
+    when torch first calls it, so it must be set before that: read back from MKL itself, in a fresh process entered
+    as the job is."""
+    probe = ("import ctypes, os, training.cli, torch\n"
+             "torch.ones(64, 64) @ torch.ones(64, 64)\n"
+             "mkl = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), 'lib', 'libtorch_cpu.so'))\n"
+             "print(mkl.mkl_serv_get_dynamic())\n")
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DYNAMIC"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0"
+    # a user's own setting wins
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, "MKL_DYNAMIC": "TRUE"},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"
